@@ -1,0 +1,67 @@
+# The table of contents of the project's workflows. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PY := .venv/bin/python
+
+.PHONY: help install deps infra-install proto up down status demo test test-unit test-integration test-e2e \
+        run-contacts run-loyalty run-gateway logs clean
+
+help: ## list the workflows
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+install: deps infra-install proto ## install everything: Python deps (uv), RabbitMQ, FerretDB, generated gRPC code
+
+deps: ## Python dependencies into .venv (uv workspace, one lockfile)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
+	@$(UV) sync --frozen -q 2>/dev/null || $(UV) sync -q
+
+infra-install: ## install rabbitmq-server (Debian) and build FerretDB (Go) if missing
+	@scripts/infra.sh install
+
+proto: ## generate Python code from proto/crm/v1/*.proto
+	@scripts/gen-proto.sh
+
+up: install ## bring the whole CRM up locally with demo data (idempotent)
+	@scripts/infra.sh up
+	@$(PY) scripts/stack.py up
+	@$(PY) scripts/demo_data.py
+	@$(PY) scripts/stack.py status
+
+down: ## stop the CRM and the infrastructure `make up` started
+	@$(PY) scripts/stack.py down || true
+	@scripts/infra.sh down
+
+status: ## what is running
+	@scripts/infra.sh status
+	@$(PY) scripts/stack.py status
+
+demo: ## (re)load demo data into a running CRM (idempotent)
+	@$(PY) scripts/demo_data.py
+
+test: install ## the whole suite: unit, integration (real broker + database), end-to-end (through the gateway)
+	@scripts/test.sh
+
+test-unit: ## unit tests only (no I/O)
+	@scripts/test.sh unit
+
+test-integration: install ## integration tests only
+	@scripts/test.sh integration
+
+test-e2e: install ## end-to-end tests only
+	@scripts/test.sh e2e
+
+run-contacts: ## run the contacts service in the foreground (needs `scripts/infra.sh up`)
+	.venv/bin/nameko run --config services/contacts/config.yaml contacts.service
+
+run-loyalty: ## run the loyalty service in the foreground
+	.venv/bin/nameko run --config services/loyalty/config.yaml loyalty.service
+
+run-gateway: ## run the gateway in the foreground
+	.venv/bin/crm-gateway
+
+logs: ## follow the logs of the local stack
+	@tail -F var/log/*.log
+
+clean: down ## stop everything and delete local data (var/)
+	rm -rf var

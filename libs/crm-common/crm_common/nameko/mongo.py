@@ -1,0 +1,46 @@
+"""MongoDB as a nameko dependency: one MongoClient per service container (process),
+the service's own database, indexes ensured at start-up, closed on stop."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from nameko.extensions import DependencyProvider
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from .. import config
+
+
+class MongoStore(DependencyProvider):
+    """Injects ``store_factory(db)`` into each worker.
+
+    ``store_factory`` is the service's repository class; it may define a
+    ``ensure_indexes(db)`` classmethod, called once at start-up.
+    Config keys (YAML or env): ``MONGODB_URL``, ``MONGODB_DATABASE``.
+    """
+
+    def __init__(self, store_factory: Callable[[Database], Any]):
+        self.store_factory = store_factory
+        self.client: MongoClient | None = None
+        self.db: Database | None = None
+
+    def setup(self) -> None:
+        cfg = self.container.config
+        url = cfg.get("MONGODB_URL") or config.mongodb_url()
+        name = cfg.get("MONGODB_DATABASE") or config.database_name(self.container.service_name)
+        self.client = MongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000,
+                                  appname=self.container.service_name)
+        self.db = self.client[name]
+        ensure = getattr(self.store_factory, "ensure_indexes", None)
+        if ensure:
+            ensure(self.db)
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def kill(self) -> None:
+        self.stop()
+
+    def get_dependency(self, worker_ctx):
+        return self.store_factory(self.db)

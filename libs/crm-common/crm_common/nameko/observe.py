@@ -1,0 +1,49 @@
+"""Per-worker bookkeeping: RPC/event metrics and the call id for logs."""
+from __future__ import annotations
+
+import time
+import weakref
+
+from nameko.extensions import DependencyProvider
+from nameko.rpc import Rpc
+
+from .. import metrics
+from ..errors import CrmError
+from . import context
+
+
+class Observe(DependencyProvider):
+    """Times every RPC and counts its outcome; sets the call id for log lines.
+
+    Starts the ``/metrics`` endpoint on ``METRICS_PORT`` (config or env; 0 = off).
+    Event-handler outcomes are counted by :mod:`crm_common.nameko.handlers`, which
+    knows about duplicates and parking.
+    """
+
+    def setup(self) -> None:
+        self._started: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        port = self.container.config.get("METRICS_PORT")
+        metrics.serve(int(port) if port not in (None, "") else 0)
+
+    def worker_setup(self, worker_ctx) -> None:
+        context.set_current(worker_ctx)
+        self._started[worker_ctx] = time.perf_counter()
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None) -> None:
+        started = self._started.pop(worker_ctx, None)
+        entrypoint = worker_ctx.entrypoint
+        if isinstance(entrypoint, Rpc) and started is not None:
+            service, method = self.container.service_name, entrypoint.method_name
+            if exc_info is None:
+                outcome = "ok"
+            elif isinstance(exc_info[1], CrmError):
+                outcome = exc_info[1].code.lower()
+            else:
+                outcome = "error"
+            metrics.RPC_REQUESTS.labels(service, method, outcome).inc()
+            metrics.RPC_DURATION.labels(service, method).observe(time.perf_counter() - started)
+
+    def worker_teardown(self, worker_ctx) -> None:
+        context.clear()
+
+

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Local infrastructure for development and CI: RabbitMQ (Debian's package) and
+# FerretDB v1.24.2 on SQLite (built from the Go module proxy by tools/ferretdb).
+#
+#   scripts/infra.sh install   install rabbitmq-server, build ferretdb (idempotent)
+#   scripts/infra.sh up        start both unless already running (idempotent)
+#   scripts/infra.sh down      stop only what `up` started
+#   scripts/infra.sh status
+#
+# Everything lives under var/ with its own ports, so a system RabbitMQ or
+# MongoDB on the default ports is left alone.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VAR="$ROOT/var"
+AMQP_PORT="${CRM_AMQP_PORT:-5682}"
+MONGO_PORT="${CRM_MONGO_PORT:-27217}"
+FERRETDB_BIN="$ROOT/tools/ferretdb/ferretdb"
+
+export RABBITMQ_NODENAME="crm@localhost"
+export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+export RABBITMQ_NODE_PORT="$AMQP_PORT"
+export RABBITMQ_DIST_PORT="${CRM_AMQP_DIST_PORT:-25682}"
+export RABBITMQ_MNESIA_BASE="$VAR/rabbitmq/mnesia"
+export RABBITMQ_LOG_BASE="$VAR/rabbitmq/log"
+export RABBITMQ_PID_FILE="$VAR/rabbitmq/rabbitmq.pid"
+export RABBITMQ_ENABLED_PLUGINS_FILE="$VAR/rabbitmq/enabled_plugins"
+export RABBITMQ_CONFIG_FILE="$VAR/rabbitmq/rabbitmq"   # .conf appended by RabbitMQ
+# Call RabbitMQ's own scripts, not Debian's /usr/sbin wrappers (they switch to the
+# rabbitmq user, who cannot write under var/); HOME holds our own Erlang cookie.
+export PATH="/usr/lib/rabbitmq/bin:$PATH"
+export HOME_FOR_RABBIT="$VAR/rabbitmq"
+
+log() { printf '[infra] %s\n' "$*" >&2; }
+
+install_rabbitmq() {
+  if [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] >/dev/null 2>&1; then return; fi
+  log "installing rabbitmq-server (Debian)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+}
+
+build_ferretdb() {
+  if [ -x "$FERRETDB_BIN" ]; then return; fi
+  command -v go >/dev/null 2>&1 || { log "Go is required to build FerretDB"; exit 1; }
+  log "building FerretDB v1.24.2 (first time only, ~1 min)"
+  (cd "$ROOT/tools/ferretdb" && go build -o ferretdb .)
+}
+
+rabbit_ctl() { mkdir -p "$HOME_FOR_RABBIT"; HOME="$HOME_FOR_RABBIT" rabbitmqctl -n "$RABBITMQ_NODENAME" "$@"; }
+
+rabbit_running() { rabbit_ctl status >/dev/null 2>&1; }
+
+start_rabbitmq() {
+  if rabbit_running; then log "rabbitmq already running on :$AMQP_PORT"; return; fi
+  mkdir -p "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
+  echo '[].' > "$RABBITMQ_ENABLED_PLUGINS_FILE"
+  printf 'loopback_users = none\nlisteners.tcp.default = %s\n' "$AMQP_PORT" > "$RABBITMQ_CONFIG_FILE.conf"
+  log "starting rabbitmq on :$AMQP_PORT"
+  HOME="$HOME_FOR_RABBIT" rabbitmq-server -detached >"$RABBITMQ_LOG_BASE/startup.log" 2>&1 || true
+  # -detached returns before the node registers with epmd: wait for it, then for boot.
+  for _ in $(seq 1 120); do rabbit_ctl ping >/dev/null 2>&1 && break; sleep 0.5; done
+  rabbit_ctl await_startup --timeout 120 >/dev/null
+  touch "$VAR/rabbitmq/.started-by-crm"
+}
+
+ferretdb_running() { (exec 3<>"/dev/tcp/127.0.0.1/$MONGO_PORT") 2>/dev/null; }
+
+start_ferretdb() {
+  if ferretdb_running; then log "ferretdb already listening on :$MONGO_PORT"; return; fi
+  mkdir -p "$VAR/ferretdb/data"
+  log "starting ferretdb on :$MONGO_PORT"
+  nohup "$FERRETDB_BIN" -listen-addr "127.0.0.1:$MONGO_PORT" -sqlite-url "file:$VAR/ferretdb/data/" \
+    >"$VAR/ferretdb/ferretdb.log" 2>&1 &
+  echo $! > "$VAR/ferretdb/ferretdb.pid"
+  for _ in $(seq 1 100); do ferretdb_running && return; sleep 0.1; done
+  log "ferretdb did not start; see $VAR/ferretdb/ferretdb.log"; exit 1
+}
+
+stop_rabbitmq() {
+  [ -f "$VAR/rabbitmq/.started-by-crm" ] || return 0
+  if rabbit_running; then log "stopping rabbitmq"; rabbit_ctl stop >/dev/null 2>&1 || true; fi
+  rm -f "$VAR/rabbitmq/.started-by-crm"
+}
+
+stop_ferretdb() {
+  local pidfile="$VAR/ferretdb/ferretdb.pid"
+  [ -f "$pidfile" ] || return 0
+  local pid; pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping ferretdb"
+    kill "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$pidfile"
+}
+
+case "${1:-}" in
+  install) install_rabbitmq; build_ferretdb ;;
+  up) install_rabbitmq; build_ferretdb; start_rabbitmq; start_ferretdb
+      log "AMQP_URI=amqp://guest:guest@127.0.0.1:$AMQP_PORT/  MONGODB_URL=mongodb://127.0.0.1:$MONGO_PORT/" ;;
+  down) stop_ferretdb; stop_rabbitmq ;;
+  status)
+    rabbit_running && echo "rabbitmq: running on :$AMQP_PORT" || echo "rabbitmq: stopped"
+    ferretdb_running && echo "ferretdb: listening on :$MONGO_PORT" || echo "ferretdb: stopped" ;;
+  rabbitmqctl) shift; rabbit_ctl "$@" ;;
+  *) echo "usage: $0 install|up|down|status|rabbitmqctl ARGS" >&2; exit 2 ;;
+esac

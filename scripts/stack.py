@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Run the CRM's processes locally: every service (nameko) and the gateway.
+
+    scripts/stack.py up        start what is not running, wait until ready
+    scripts/stack.py down      stop what `up` started
+    scripts/stack.py status
+
+Processes write logs to var/log/<name>.log and pid files to var/run/. The end-to-end
+tests use :class:`Stack` directly to run a private stack on their own vhost,
+databases and ports. Infrastructure (broker, database) is scripts/infra.sh's job.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / ".venv" / "bin"
+DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5682/"
+DEFAULT_MONGODB_URL = "mongodb://127.0.0.1:27217/"
+
+# name -> (service dir, python package); order = start order (consumers before producers,
+# so event queues exist before the first event is published).
+SERVICES = {
+    "loyalty": ("services/loyalty", "loyalty"),
+    "contacts": ("services/contacts", "contacts"),
+}
+METRICS_PORTS = {"gateway": 9100, "contacts": 9101, "loyalty": 9102}
+
+
+@dataclass
+class Stack:
+    amqp_uri: str = field(default_factory=lambda: os.environ.get("AMQP_URI", DEFAULT_AMQP_URI))
+    mongodb_url: str = field(default_factory=lambda: os.environ.get("MONGODB_URL", DEFAULT_MONGODB_URL))
+    gateway_addr: str = field(default_factory=lambda: os.environ.get("GATEWAY_ADDR", "127.0.0.1:50051"))
+    metrics_ports: dict[str, int] = field(default_factory=lambda: dict(METRICS_PORTS))
+    database_prefix: str = ""          # "" = the services' own defaults (crm_<service>)
+    run_dir: Path = ROOT / "var"
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    # -- commands -----------------------------------------------------------------
+    def command(self, name: str) -> list[str]:
+        if name == "gateway":
+            return [str(BIN / "crm-gateway")]
+        directory, package = SERVICES[name]
+        return [str(BIN / "nameko"), "run", "--config", f"{directory}/config.yaml", f"{package}.service"]
+
+    def environment(self, name: str) -> dict[str, str]:
+        env = dict(os.environ, AMQP_URI=self.amqp_uri, MONGODB_URL=self.mongodb_url,
+                   METRICS_PORT=str(self.metrics_ports.get(name, 0)), PYTHONUNBUFFERED="1",
+                   PYTHONWARNINGS="ignore")
+        if name == "gateway":
+            env["GATEWAY_ADDR"] = self.gateway_addr
+        elif self.database_prefix:
+            env["MONGODB_DATABASE"] = f"{self.database_prefix}{name}"
+        return env
+
+    # -- lifecycle ----------------------------------------------------------------
+    def pidfile(self, name: str) -> Path:
+        return self.run_dir / "run" / f"{name}.pid"
+
+    def running_pid(self, name: str) -> int | None:
+        try:
+            pid = int(self.pidfile(name).read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def start(self, name: str) -> None:
+        (self.run_dir / "log").mkdir(parents=True, exist_ok=True)
+        self.pidfile(name).parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.run_dir / "log" / f"{name}.log", "ab")
+        proc = subprocess.Popen(self.command(name), cwd=ROOT, env=self.environment(name),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        self.pidfile(name).write_text(str(proc.pid))
+
+    def stop(self, name: str, timeout: float = 15) -> None:
+        pid = self.procs[name].pid if name in self.procs else self.running_pid(name)
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        if name in self.procs:
+            self.procs.pop(name).wait()
+        self.pidfile(name).unlink(missing_ok=True)
+
+    def up(self, names: list[str] | None = None, timeout: float = 60) -> None:
+        for name in names or [*SERVICES, "gateway"]:
+            if self.running_pid(name) is None:
+                self.start(name)
+                self.wait_ready(name, timeout)
+
+    def down(self) -> None:
+        for name in ["gateway", *reversed(list(SERVICES))]:
+            self.stop(name)
+
+    # -- readiness ----------------------------------------------------------------
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.run_dir}/log/{name}.log")
+            try:
+                if name == "gateway":
+                    host, port = self.gateway_addr.rsplit(":", 1)
+                    socket.create_connection((host, int(port)), timeout=1).close()
+                else:
+                    rpc_ping(self.amqp_uri, name, timeout=2)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried until the deadline
+                last_error = exc
+                time.sleep(0.2)
+        raise TimeoutError(f"{name} not ready after {timeout}s: {last_error}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def rpc_ping(amqp_uri: str, service: str, timeout: float = 2) -> dict:
+    """One nameko-protocol RPC (`<service>.ping`) over a short-lived pika connection."""
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_uri))
+    try:
+        ch = conn.channel()
+        ch.exchange_declare("nameko-rpc", "topic", durable=True)
+        reply = ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        ch.queue_bind(reply, "nameko-rpc", routing_key=reply)
+        cid = str(uuid.uuid4())
+        ch.basic_publish("nameko-rpc", f"{service}.ping", json.dumps({"args": [], "kwargs": {}}),
+                         pika.BasicProperties(reply_to=reply, correlation_id=cid,
+                                              content_type="application/json"),
+                         mandatory=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            method, props, body = ch.basic_get(reply, auto_ack=True)
+            if method and props.correlation_id == cid:
+                answer = json.loads(body)
+                if answer.get("error"):
+                    raise RuntimeError(answer["error"])
+                return answer["result"]
+            conn.sleep(0.05)
+        raise TimeoutError(f"{service}.ping: no answer")
+    finally:
+        conn.close()
+
+
+def main(argv: list[str]) -> int:
+    stack = Stack()
+    cmd = argv[1] if len(argv) > 1 else "status"
+    if cmd == "up":
+        stack.up()
+    elif cmd == "down":
+        stack.down()
+    elif cmd == "status":
+        for name in [*SERVICES, "gateway"]:
+            pid = stack.running_pid(name)
+            print(f"{name:10s} {'running (pid %d)' % pid if pid else 'stopped'}")
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

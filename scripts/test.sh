@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, integration (in-process nameko under eventlet, real broker
+# and database), end-to-end (a private stack driven through the gRPC gateway).
+#   scripts/test.sh [unit|integration|e2e]...   (default: all three)
+# Starts the local infrastructure if it is not running and stops it again afterwards.
+# A user-supplied AMQP_URI / MONGODB_URL is used instead of the local infrastructure.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+suites=("$@"); [ ${#suites[@]} -eq 0 ] && suites=(unit integration e2e)
+results=var/test-results; rm -rf "$results"; mkdir -p "$results"
+
+started_infra=0
+needs_infra() { for s in "${suites[@]}"; do [ "$s" != unit ] && return 0; done; return 1; }
+if needs_infra && [ -z "${AMQP_URI:-}${MONGODB_URL:-}" ]; then
+  if ! scripts/infra.sh status | grep -q "rabbitmq: running" || ! scripts/infra.sh status | grep -q "ferretdb: listening"; then
+    started_infra=1
+  fi
+  scripts/infra.sh up || exit 1
+fi
+cleanup() { [ "$started_infra" = 1 ] && scripts/infra.sh down; }
+trap cleanup EXIT
+
+status=0
+run() {  # run NAME CMD... ; pytest's 5 (nothing collected) is not a failure
+  local name=$1; shift
+  echo "=== $name tests ==="
+  "$@" -p no:cacheprovider --junitxml="$results/$name.xml"
+  local rc=$?
+  if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then status=1; fi
+}
+for s in "${suites[@]}"; do
+  case "$s" in
+    unit)        run unit .venv/bin/pytest tests/unit -q ;;
+    # nameko services need eventlet's monkey patching: `nameko test` applies it before pytest.
+    integration) run integration .venv/bin/nameko test tests/integration -q ;;
+    e2e)         run e2e .venv/bin/pytest tests/e2e -q ;;
+    *) echo "unknown suite: $s" >&2; exit 2 ;;
+  esac
+done
+.venv/bin/python scripts/test_summary.py "$results"
+exit $status
