@@ -32,7 +32,10 @@ for s in "${suites[@]}"; do
   case "$s" in
     unit)        run unit .venv/bin/pytest tests/unit -q ;;
     # nameko services need eventlet's monkey patching: `nameko test` applies it before pytest.
-    integration) run integration .venv/bin/nameko test tests/integration -q ;;
+    integration)
+      # the gateway's own tests run on asyncio (no eventlet), the services' under eventlet
+      run integration-gateway .venv/bin/pytest tests/integration/gateway -q
+      run integration .venv/bin/nameko test tests/integration -q --ignore=tests/integration/gateway ;;
     e2e)         run e2e .venv/bin/pytest tests/e2e -q ;;
     *) echo "unknown suite: $s" >&2; exit 2 ;;
   esac

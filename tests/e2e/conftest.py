@@ -1,0 +1,57 @@
+"""End-to-end: a private stack (every service + the gateway as real processes) on its
+own vhost, databases and ports, driven through the gRPC gateway as a client would."""
+from __future__ import annotations
+
+import socket
+import sys
+
+import grpc
+import pymongo
+import pytest
+
+from crm_common import config
+from support.infra import ROOT, drop_vhost, fresh_vhost, unique_db
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from stack import Stack  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    amqp_uri, vhost = fresh_vhost()
+    prefix = unique_db("e2e") + "_"
+    st = Stack(amqp_uri=amqp_uri, gateway_addr=f"127.0.0.1:{free_port()}",
+               metrics_ports={name: free_port() for name in ("gateway", "contacts", "loyalty")},
+               database_prefix=prefix, run_dir=tmp_path_factory.mktemp("stack"))
+    try:
+        st.up()
+        yield st
+    finally:
+        st.down()
+        client = pymongo.MongoClient(config.mongodb_url())
+        for name in client.list_database_names():
+            if name.startswith(prefix):
+                client.drop_database(name)
+        client.close()
+        drop_vhost(vhost)
+
+
+@pytest.fixture(scope="session")
+def channel(stack):
+    with grpc.insecure_channel(stack.gateway_addr) as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)
+        yield ch
+
+
+@pytest.fixture(scope="session")
+def db(stack):
+    """Read access to the services' databases, to prove what the API cannot show (erasure)."""
+    client = pymongo.MongoClient(config.mongodb_url(), tz_aware=True)
+    yield lambda service: client[f"{stack.database_prefix}{service}"]
+    client.close()
