@@ -29,11 +29,11 @@ BIN = ROOT / ".venv" / "bin"
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5682/"
 DEFAULT_MONGODB_URL = "mongodb://127.0.0.1:27217/"
 
-# name -> (service dir, python package); order = start order (consumers before producers,
+# name -> (service dir, service class); order = start order (consumers before producers,
 # so event queues exist before the first event is published).
 SERVICES = {
-    "loyalty": ("services/loyalty", "loyalty"),
-    "contacts": ("services/contacts", "contacts"),
+    "loyalty": ("services/loyalty", "loyalty.service:LoyaltyService"),
+    "contacts": ("services/contacts", "contacts.service:ContactsService"),
 }
 METRICS_PORTS = {"gateway": 9100, "contacts": 9101, "loyalty": 9102}
 
@@ -52,8 +52,8 @@ class Stack:
     def command(self, name: str) -> list[str]:
         if name == "gateway":
             return [str(BIN / "crm-gateway")]
-        directory, package = SERVICES[name]
-        return [str(BIN / "nameko"), "run", "--config", f"{directory}/config.yaml", f"{package}.service"]
+        directory, service_class = SERVICES[name]
+        return [str(BIN / "nameko"), "run", "--config", f"{directory}/config.yaml", service_class]
 
     def environment(self, name: str) -> dict[str, str]:
         env = dict(os.environ, AMQP_URI=self.amqp_uri, MONGODB_URL=self.mongodb_url,

@@ -1,0 +1,263 @@
+"""Persistence of contacts, companies, dedup claims and the timeline (pymongo).
+
+Collections:
+
+* ``contacts``   one document per contact (``_id`` = ``con_<ULID>``, so ``_id``
+  descending = newest first); carries ``search_text`` (folded names/emails/phones),
+  ``dedup_keys`` (the claims it holds), ``consent_history`` (bounded) and the outbox.
+* ``contact_keys`` dedup claims: ``_id`` is the unique key (``email:sara@example.com``,
+  ``phone:+98912...``), ``contact_id`` the holder, ``claimed_at``.
+* ``companies``  ``cmp_<ULID>``.
+* ``timeline``   entries; loyalty entries have ``_id`` derived from the event id.
+
+Uniqueness without transactions (FerretDB has none) and without multikey unique
+indexes — the claim protocol:
+
+1. *create*: claim every key (insert ``{_id: key, contact_id: new_id}``), then insert
+   the contact (with ``dedup_keys`` and the staged ``contact_created`` event).
+2. *update*: claim the added keys, then the version-guarded contact write (with the
+   new ``dedup_keys``), then release the removed keys.
+3. *erase*: the version-guarded anonymizing write (``dedup_keys: []``), then release.
+
+A claim is *held* when its contact exists and lists the key in ``dedup_keys``. A claim
+that is not held is the leftover of a crash between two writes (or of a failed
+update) and is *stale*: the next request that wants the key takes it over with a
+conditional update on the old holder (two contenders cannot both win). To not steal
+the key from a request that is between its two writes right now, a non-held claim
+younger than ``domain.CLAIM_GRACE`` is still respected. Releases are conditional on
+the holder, so a late release never removes somebody else's claim.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Iterable
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from crm_common import clock
+from crm_common import events as ev
+from crm_common.errors import AlreadyExists, FailedPrecondition, NotFound, VersionConflict
+from crm_common.ids import new_id
+
+from . import domain
+
+log = logging.getLogger(__name__)
+
+CONTACTS = "contacts"
+KEYS = "contact_keys"
+COMPANIES = "companies"
+TIMELINE = "timeline"
+
+_INTERNAL = ("search_text", "dedup_keys", "consent_history", "erased_at", ev.OUTBOX, ev.OUTBOX_COUNT)
+
+
+def contact_to_wire(doc: dict[str, Any]) -> dict[str, Any]:
+    out = {"id": doc["_id"], "version": doc["version"],
+           "created_at": clock.to_iso(doc["created_at"]), "updated_at": clock.to_iso(doc["updated_at"])}
+    for key in domain.WRITABLE_FIELDS:
+        out[key] = doc.get(key)
+    out["given_name"] = out["given_name"] or ""
+    out["family_name"] = out["family_name"] or ""
+    out["emails"] = [dict(e) for e in doc.get("emails") or []]
+    out["phones"] = [dict(p) for p in doc.get("phones") or []]
+    out["tags"] = list(doc.get("tags") or [])
+    out["custom_fields"] = dict(doc.get("custom_fields") or {})
+    consents = doc.get("consents") or {}
+    out["consents"] = {
+        ch: {"granted": bool((consents.get(ch) or {}).get("granted")),
+             "source": (consents.get(ch) or {}).get("source"),
+             "at": clock.to_iso((consents.get(ch) or {}).get("at"))}
+        for ch in domain.CONSENT_CHANNELS}
+    out["erased"] = bool(doc.get("erased"))
+    return out
+
+
+def company_to_wire(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"id": doc["_id"], "name": doc["name"], "domain": doc.get("domain"), "tags": list(doc.get("tags") or []),
+            "version": doc["version"], "created_at": clock.to_iso(doc["created_at"]),
+            "updated_at": clock.to_iso(doc["updated_at"])}
+
+
+def entry_to_wire(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"id": doc["_id"], "contact_id": doc["contact_id"], "kind": doc["kind"], "channel": doc["channel"],
+            "direction": doc["direction"], "summary": doc["summary"],
+            "occurred_at": clock.to_iso(doc["occurred_at"]), "source": doc["source"],
+            "data": doc.get("data") or {}}
+
+
+class ContactsStore:
+    def __init__(self, db: Database):
+        self.db = db
+        self.contacts = db[CONTACTS]
+        self.keys = db[KEYS]
+        self.companies = db[COMPANIES]
+        self.timeline = db[TIMELINE]
+
+    @classmethod
+    def ensure_indexes(cls, db: Database) -> None:
+        """Every index of the service. Dedup needs none: claims are keyed by ``_id``."""
+        db[CONTACTS].create_index([("erased", ASCENDING), ("_id", DESCENDING)], name="erased_id")
+        db[CONTACTS].create_index("lifecycle_stage", name="lifecycle_stage")
+        db[CONTACTS].create_index("owner", name="owner")
+        db[CONTACTS].create_index("tags", name="tags")
+        db[CONTACTS].create_index(ev.OUTBOX_COUNT, name="outbox_pending")
+        db[KEYS].create_index("contact_id", name="contact_id")
+        db[TIMELINE].create_index([("contact_id", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)],
+                                  name="contact_time")
+
+    # ------------------------------------------------------------------ contacts
+
+    def get_doc(self, contact_id: Any) -> dict[str, Any]:
+        if not isinstance(contact_id, str) or not contact_id:
+            raise NotFound(f"contact {contact_id!r} not found", {"contact_id": str(contact_id)})
+        doc = self.contacts.find_one({"_id": contact_id})
+        if doc is None:
+            raise NotFound(f"contact {contact_id} not found", {"contact_id": contact_id})
+        return doc
+
+    def get_live_doc(self, contact_id: Any) -> dict[str, Any]:
+        doc = self.get_doc(contact_id)
+        if doc.get("erased"):
+            raise FailedPrecondition(f"contact {contact_id} has been erased", {"contact_id": contact_id})
+        return doc
+
+    def insert_contact(self, doc: dict[str, Any], staged: list[dict[str, Any]]) -> None:
+        self.contacts.insert_one(ev.stage_on_insert(doc, staged))
+
+    def update_contact(self, contact_id: str, expected_version: int, sets: dict[str, Any],
+                       staged: list[dict[str, Any]], now: datetime) -> bool:
+        """One version-guarded write of ``sets`` + the staged events; False if stale."""
+        update = ev.stage_on_update({"$set": {**sets, "updated_at": now}, "$inc": {"version": 1}}, staged)
+        result = self.contacts.update_one({"_id": contact_id, "version": expected_version}, update)
+        return result.matched_count == 1
+
+    def version_conflict(self, contact_id: str, expected_version: Any) -> VersionConflict:
+        doc = self.get_doc(contact_id)
+        return VersionConflict(
+            f"contact {contact_id} is at version {doc['version']}, not {expected_version}; "
+            "reload it and apply your change again",
+            {"contact_id": contact_id, "current_version": doc["version"]})
+
+    def search(self, *, pattern: str | None, tag: str | None, stage: str | None, owner: str | None,
+               after_id: str | None, limit: int) -> list[dict[str, Any]]:
+        clauses: list[dict[str, Any]] = [{"erased": False}]
+        if pattern:
+            clauses.append({"search_text": {"$regex": pattern}})
+        if tag:
+            clauses.append({"tags": tag})
+        if stage:
+            clauses.append({"lifecycle_stage": stage})
+        if owner:
+            clauses.append({"owner": owner})
+        if after_id:
+            clauses.append({"_id": {"$lt": after_id}})
+        query = clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        return list(self.contacts.find(query, {"consent_history": 0}).sort("_id", DESCENDING).limit(limit))
+
+    def count_by_stage(self) -> dict[str, int]:
+        rows = self.contacts.aggregate([
+            {"$match": {"erased": False}},
+            {"$group": {"_id": "$lifecycle_stage", "n": {"$sum": 1}}},
+        ])
+        return {row["_id"]: int(row["n"]) for row in rows if isinstance(row["_id"], str)}
+
+    # ------------------------------------------------------------------ dedup claims
+
+    def claim_keys(self, keys: Iterable[str], contact_id: str, now: datetime) -> list[str]:
+        """Claim every key for ``contact_id`` (see the module docstring); returns the keys
+        newly claimed by this call. On a key held by another contact, releases what this
+        call claimed and raises AlreadyExists naming the field and the holder."""
+        claimed: list[str] = []
+        try:
+            for key in keys:
+                if self._claim_one(key, contact_id, now):
+                    claimed.append(key)
+        except AlreadyExists:
+            self.release_keys(claimed, contact_id)
+            raise
+        return claimed
+
+    def _claim_one(self, key: str, contact_id: str, now: datetime) -> bool:
+        for _ in range(5):
+            try:
+                self.keys.insert_one({"_id": key, "contact_id": contact_id, "claimed_at": now})
+                return True
+            except DuplicateKeyError:
+                pass
+            claim = self.keys.find_one({"_id": key})
+            if claim is None:
+                continue  # released meanwhile: try again
+            holder = claim.get("contact_id")
+            if holder == contact_id:
+                return False  # ours already (a retry, or a key the contact keeps)
+            if self._holds(holder, key) or (claim.get("claimed_at") and now - claim["claimed_at"] < domain.CLAIM_GRACE):
+                raise AlreadyExists(
+                    f"{domain.describe_key(key)} already belongs to contact {holder}",
+                    {"existing_id": holder, "field": key.partition(':')[0] + "s", "key": key})
+            # stale: a crash left it behind; take it over unless someone else just did
+            taken = self.keys.update_one({"_id": key, "contact_id": holder},
+                                         {"$set": {"contact_id": contact_id, "claimed_at": now}})
+            if taken.modified_count == 1:
+                log.warning("took over stale dedup claim %s from %s for %s", key, holder, contact_id)
+                return True
+        raise AlreadyExists(f"{domain.describe_key(key)} is being claimed concurrently; retry",
+                            {"key": key})
+
+    def _holds(self, contact_id: Any, key: str) -> bool:
+        if not isinstance(contact_id, str):
+            return False
+        doc = self.contacts.find_one({"_id": contact_id}, {"dedup_keys": 1})
+        return doc is not None and key in (doc.get("dedup_keys") or [])
+
+    def release_keys(self, keys: Iterable[str], contact_id: str) -> None:
+        for key in keys:
+            self.keys.delete_one({"_id": key, "contact_id": contact_id})
+
+    def release_all_keys(self, contact_id: str) -> int:
+        """Release every claim held by ``contact_id`` (erase: it keeps none)."""
+        return self.keys.delete_many({"contact_id": contact_id}).deleted_count
+
+    # ------------------------------------------------------------------ companies
+
+    def insert_company(self, doc: dict[str, Any]) -> None:
+        self.companies.insert_one(doc)
+
+    def get_company(self, company_id: Any) -> dict[str, Any]:
+        doc = self.companies.find_one({"_id": company_id}) if isinstance(company_id, str) else None
+        if doc is None:
+            raise NotFound(f"company {company_id} not found", {"company_id": str(company_id)})
+        return doc
+
+    def company_exists(self, company_id: str) -> bool:
+        return self.companies.find_one({"_id": company_id}, {"_id": 1}) is not None
+
+    # ------------------------------------------------------------------ timeline
+
+    def add_entry(self, entry: dict[str, Any], *, entry_id: str | None = None) -> dict[str, Any]:
+        """Insert a timeline entry; with a derived ``entry_id`` a second insert is a no-op."""
+        now = clock.now()
+        doc = {"_id": entry_id or new_id("tle"), **entry, "created_at": now, "updated_at": now, "version": 1}
+        try:
+            self.timeline.insert_one(doc)
+        except DuplicateKeyError:
+            doc = self.timeline.find_one({"_id": doc["_id"]})
+        return doc
+
+    def timeline_page(self, contact_id: str, after: tuple[datetime, str] | None, limit: int
+                      ) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"contact_id": contact_id}
+        if after:
+            at, last_id = after
+            query = {"$and": [query, {"$or": [{"occurred_at": {"$lt": at}},
+                                                {"occurred_at": at, "_id": {"$lt": last_id}}]}]}
+        cursor = self.timeline.find(query).sort([("occurred_at", DESCENDING), ("_id", DESCENDING)])
+        return list(cursor.limit(limit))
+
+    def anonymize_manual_entries(self, contact_id: str, now: datetime) -> int:
+        result = self.timeline.update_many(
+            {"contact_id": contact_id, "source": "manual"},
+            {"$set": {"summary": domain.ERASED_SUMMARY, "data": {}, "updated_at": now}})
+        return result.modified_count

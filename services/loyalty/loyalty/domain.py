@@ -1,0 +1,292 @@
+"""Loyalty rules as pure functions: no I/O, no clock (``now`` is always passed in).
+
+A member's ledger state (:class:`MemberState`) is changed only by the functions here;
+each returns a :class:`Change` = the new state + the ledger entries to append + what
+happened (enrolled, tier moved, status moved). The store makes a Change durable in one
+atomic write and derives events from it.
+
+Points live in LOTS: every earn creates one lot ``{lot_id, source, source_ref, points,
+remaining, earned_at, expires_at}``; redemptions consume ``remaining`` oldest first;
+expiry zeroes what is left of a lot once ``expires_at`` has passed. The balance is always
+the sum of the lots' ``remaining`` and the sum of the ledger entries' points.
+Every mutation first expires due lots and re-evaluates the tier, so a redemption never
+spends points that are already past their expiry.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+from crm_common.errors import FailedPrecondition, InvalidArgument
+from crm_common.ids import derived_id, new_id
+from crm_common.money import Money
+
+ACTIVE = "active"
+OPTED_OUT = "opted_out"
+
+TIERS = ("bronze", "silver", "gold", "platinum")
+TIER_THRESHOLDS = {"bronze": 0, "silver": 1000, "gold": 5000, "platinum": 20000}
+TIER_MULTIPLIERS = {"bronze": Fraction(1), "silver": Fraction(5, 4), "gold": Fraction(3, 2),
+                    "platinum": Fraction(2)}
+TIER_WINDOW = timedelta(days=365)          # tiers count points earned in the rolling last 365 days
+DEFAULT_TTL = timedelta(days=365)          # how long earned points live (configurable)
+RECENT_REQUESTS_KEPT = 200                 # redemption request ids remembered on the member
+REVIEW_HEARTBEAT = timedelta(days=1)       # every member is reviewed at least this often
+
+
+# -- ids -----------------------------------------------------------------------------
+
+def member_id_for(contact_id: str) -> str:
+    return derived_id("mem", contact_id)
+
+
+def earn_entry_id(source: str, source_ref: str) -> str:
+    """One purchase earns once, whoever asks and however often: the id IS the idempotency key."""
+    return derived_id("led", "earn", source, source_ref)
+
+
+def redeem_entry_id(contact_id: str, request_id: str | None) -> str:
+    return derived_id("led", "redeem", contact_id, request_id) if request_id else new_id("led")
+
+
+def expire_entry_id(lot_id: str) -> str:
+    return derived_id("led", "expire", lot_id)
+
+
+# -- rules ---------------------------------------------------------------------------
+
+def tier_for(points_earned_12m: int) -> str:
+    tier = TIERS[0]
+    for name in TIERS:
+        if points_earned_12m >= TIER_THRESHOLDS[name]:
+            tier = name
+    return tier
+
+
+def points_for_purchase(amount_minor: int, tier: str) -> int:
+    """1 point per whole currency unit, times the tier multiplier, rounded down."""
+    if amount_minor <= 0:
+        raise InvalidArgument.field("amount.amount_minor", "must be greater than zero")
+    return math.floor((amount_minor // 100) * TIER_MULTIPLIERS[tier])
+
+
+def points_earned_12m(lots: list[dict[str, Any]], now: datetime) -> int:
+    since = now - TIER_WINDOW
+    return sum(lot["points"] for lot in lots if lot["earned_at"] > since)
+
+
+@dataclass(frozen=True)
+class Policy:
+    ttl: timedelta = DEFAULT_TTL
+
+    @property
+    def retention(self) -> timedelta:
+        """Spent lots are kept this long: for the tier window and for earn idempotency."""
+        return max(self.ttl, TIER_WINDOW)
+
+
+@dataclass
+class MemberState:
+    """The consistency unit: everything a points mutation reads and writes."""
+
+    member_id: str
+    enrolled_at: datetime
+    status: str = ACTIVE
+    consent_at: datetime | None = None     # time of the consent decision last applied
+    balance: int = 0
+    tier: str = "bronze"
+    lots: list[dict[str, Any]] = field(default_factory=list)
+    recent_requests: list[dict[str, str]] = field(default_factory=list)  # {request_id, entry_id}
+    ledger_seq: int = 0                    # seq of the member's last ledger entry
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"member_id": self.member_id, "enrolled_at": self.enrolled_at, "status": self.status,
+                "consent_at": self.consent_at, "balance": self.balance, "tier": self.tier,
+                "lots": copy.deepcopy(self.lots), "recent_requests": list(self.recent_requests),
+                "ledger_seq": self.ledger_seq}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "MemberState":
+        return cls(member_id=doc["member_id"], enrolled_at=doc["enrolled_at"],
+                   status=doc.get("status", ACTIVE), consent_at=doc.get("consent_at"),
+                   balance=doc.get("balance", 0), tier=doc.get("tier", "bronze"),
+                   lots=copy.deepcopy(doc.get("lots") or []),
+                   recent_requests=list(doc.get("recent_requests") or []),
+                   ledger_seq=doc.get("ledger_seq", 0))
+
+    def copy(self) -> "MemberState":
+        return MemberState.from_doc(self.to_doc())
+
+
+@dataclass
+class Change:
+    state: MemberState
+    tier_from: str
+    status_from: str | None = None
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    enrolled: bool = False
+    result_entry_id: str | None = None    # the entry the caller asked for (earn/redeem)
+    duplicate_of: str | None = None       # set when the request was already applied
+
+    @property
+    def tier_changed(self) -> bool:
+        return self.state.tier != self.tier_from
+
+    @property
+    def status_changed(self) -> bool:
+        return self.status_from is not None and self.status_from != self.state.status
+
+    @property
+    def is_noop(self) -> bool:
+        return not (self.entries or self.enrolled or self.tier_changed or self.status_changed)
+
+
+def _entry(state: MemberState, contact_id: str, entry_id: str, kind: str, points: int, now: datetime,
+           *, source=None, source_ref=None, reason=None, amount=None, lots=None) -> dict[str, Any]:
+    """Append an entry: applies ``points`` to the balance and numbers the entry."""
+    state.balance += points
+    state.ledger_seq += 1
+    entry = {"_id": entry_id, "contact_id": contact_id, "kind": kind, "points": points,
+             "balance_after": state.balance, "source": source, "source_ref": source_ref,
+             "reason": reason, "amount": amount, "occurred_at": now, "seq": state.ledger_seq}
+    if lots is not None:
+        entry["lots"] = lots
+    return entry
+
+
+def enroll(contact_id: str, now: datetime, *, consent_at: datetime | None = None) -> Change:
+    state = MemberState(member_id=member_id_for(contact_id), enrolled_at=now, consent_at=consent_at)
+    return Change(state=state, tier_from=state.tier, enrolled=True)
+
+
+def _begin(state: MemberState, contact_id: str, now: datetime) -> Change:
+    """Start every mutation: expire due lots, re-evaluate the tier."""
+    change = Change(state=state.copy(), tier_from=state.tier, status_from=state.status)
+    _expire_due(change, contact_id, now)
+    change.state.tier = tier_for(points_earned_12m(change.state.lots, now))
+    return change
+
+
+def _expire_due(change: Change, contact_id: str, now: datetime) -> None:
+    state = change.state
+    for lot in sorted(state.lots, key=_lot_order):
+        if lot["remaining"] > 0 and lot["expires_at"] <= now:
+            points = lot["remaining"]
+            lot["remaining"] = 0
+            change.entries.append(_entry(state, contact_id, expire_entry_id(lot["lot_id"]), "expire",
+                                         -points, now, source_ref=lot["lot_id"], reason="points expired",
+                                         lots=[{"lot_id": lot["lot_id"], "points": points}]))
+
+
+def _finish(change: Change, now: datetime, policy: Policy) -> Change:
+    state = change.state
+    state.tier = tier_for(points_earned_12m(state.lots, now))
+    oldest_kept = now - policy.retention
+    state.lots = [lot for lot in state.lots if lot["remaining"] > 0 or lot["earned_at"] > oldest_kept]
+    return change
+
+
+def _lot_order(lot: dict[str, Any]):
+    return (lot["earned_at"], lot["lot_id"])
+
+
+def review(state: MemberState, contact_id: str, now: datetime, policy: Policy) -> Change:
+    """What the expiry timer does: expire due lots, move the tier, prune old empty lots."""
+    return _finish(_begin(state, contact_id, now), now, policy)
+
+
+def earn(state: MemberState, contact_id: str, now: datetime, policy: Policy, *,
+         source: str, source_ref: str, amount: Money) -> Change:
+    lot_id = earn_entry_id(source, source_ref)
+    if any(lot["lot_id"] == lot_id for lot in state.lots):
+        return Change(state=state.copy(), tier_from=state.tier, duplicate_of=lot_id)
+    if state.status != ACTIVE:
+        raise FailedPrecondition(f"member {contact_id} has opted out of the loyalty club",
+                                 {"contact_id": contact_id, "status": state.status})
+    change = _begin(state, contact_id, now)
+    st = change.state
+    points = points_for_purchase(amount.amount_minor, st.tier)
+    st.lots.append({"lot_id": lot_id, "source": source, "source_ref": source_ref, "points": points,
+                    "remaining": points, "earned_at": now, "expires_at": now + policy.ttl})
+    change.entries.append(_entry(st, contact_id, lot_id, "earn", points, now, source=source,
+                                 source_ref=source_ref, amount=amount.to_wire()))
+    change.result_entry_id = lot_id
+    return _finish(change, now, policy)
+
+
+def find_request(state: MemberState, request_id: str) -> str | None:
+    for item in state.recent_requests:
+        if item["request_id"] == request_id:
+            return item["entry_id"]
+    return None
+
+
+def redeem(state: MemberState, contact_id: str, now: datetime, policy: Policy, *,
+           points: int, reason: str, request_id: str | None, entry_id: str) -> Change:
+    if points <= 0:
+        raise InvalidArgument.field("points", "must be greater than zero")
+    if request_id:
+        done = find_request(state, request_id)
+        if done:
+            return Change(state=state.copy(), tier_from=state.tier, duplicate_of=done)
+    change = _begin(state, contact_id, now)
+    st = change.state
+    if st.balance < points:
+        raise FailedPrecondition(f"insufficient points: balance {st.balance}, requested {points}",
+                                 {"balance": st.balance, "requested": points})
+    wanted, used = points, []
+    for lot in sorted(st.lots, key=_lot_order):
+        if wanted == 0:
+            break
+        take = min(lot["remaining"], wanted)
+        if take > 0:
+            lot["remaining"] -= take
+            wanted -= take
+            used.append({"lot_id": lot["lot_id"], "points": take})
+    if wanted:  # balance and lots disagree: never happens unless a document was hand-edited
+        raise FailedPrecondition(f"insufficient points: balance {st.balance}, requested {points}",
+                                 {"balance": st.balance, "requested": points})
+    change.entries.append(_entry(st, contact_id, entry_id, "redeem", -points, now, source_ref=request_id,
+                                 reason=reason, lots=used))
+    if request_id:
+        st.recent_requests = ([{"request_id": request_id, "entry_id": entry_id}]
+                              + st.recent_requests)[:RECENT_REQUESTS_KEPT]
+    change.result_entry_id = entry_id
+    return _finish(change, now, policy)
+
+
+def set_consent(state: MemberState, granted: bool, at: datetime | None) -> Change:
+    """Consent decisions from contacts: revoked -> opted_out (points kept), granted -> active.
+    A decision older than the last one applied is ignored (events may arrive out of order)."""
+    change = Change(state=state.copy(), tier_from=state.tier, status_from=state.status)
+    if at is not None and state.consent_at is not None and at < state.consent_at:
+        return change
+    change.state.status = ACTIVE if granted else OPTED_OUT
+    if at is not None:
+        change.state.consent_at = at
+    return change
+
+
+def next_due(state: MemberState, now: datetime) -> datetime:
+    """When the timer must look at this member again: next lot expiry, next time an
+    earning leaves the tier window (only matters above bronze), or the heartbeat."""
+    due = now + REVIEW_HEARTBEAT
+    for lot in state.lots:
+        if lot["remaining"] > 0:
+            due = min(due, lot["expires_at"])
+        if state.tier != TIERS[0] and lot["points"] > 0 and lot["earned_at"] + TIER_WINDOW > now:
+            due = min(due, lot["earned_at"] + TIER_WINDOW)
+    return due
+
+
+def next_expiry(state: MemberState) -> dict[str, Any] | None:
+    """The earliest expiry among lots with points left: ``{"points", "at"}`` or None."""
+    live = [lot for lot in state.lots if lot["remaining"] > 0]
+    if not live:
+        return None
+    at = min(lot["expires_at"] for lot in live)
+    return {"points": sum(lot["remaining"] for lot in live if lot["expires_at"] == at), "at": at}

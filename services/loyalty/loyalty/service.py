@@ -1,0 +1,270 @@
+"""The loyalty nameko service: entrypoints only. Rules are in domain.py, persistence and
+the crash-safety argument in store.py."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from datetime import timedelta
+from typing import Any
+
+from nameko.dependency_providers import Config
+from nameko.rpc import rpc
+from nameko.timer import timer
+from prometheus_client import Gauge
+
+from crm_common import clock
+from crm_common.ids import derived_id
+from crm_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from crm_common.money import Money
+from crm_common.nameko import base  # module import: `nameko run` would try to run a bare CrmService
+from crm_common.nameko.handlers import handles
+from crm_common.nameko.mongo import MongoStore
+from crm_common.validation import page_size as valid_page_size
+from crm_common.validation import plain_int, plain_str
+
+from . import domain
+from . import events as E
+from .store import LoyaltyStore, entry_to_wire, member_to_wire
+
+log = logging.getLogger(__name__)
+
+MEMBERS = Gauge("crm_loyalty_members", "Loyalty members by tier", ["tier"])
+POINTS_OUTSTANDING = Gauge("crm_loyalty_points_outstanding", "Unspent, unexpired loyalty points of all members")
+
+EXPIRY_INTERVAL_SECONDS = float(os.environ.get("LOYALTY_EXPIRY_INTERVAL_SECONDS", "60"))
+GAUGE_INTERVAL_SECONDS = 30
+_CONTACT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _contact_id(value: Any) -> str:
+    value = plain_str(value, "contact_id", max_len=64)
+    if not _CONTACT_ID.match(value):
+        raise InvalidArgument.field("contact_id", "must be a contact id such as con_01J...")
+    return value
+
+
+def _not_member(contact_id: str) -> NotFound:
+    return NotFound(f"contact {contact_id} is not a loyalty member", {"contact_id": contact_id})
+
+
+def _parse_at(value: Any, fallback: Any):
+    for candidate in (value, fallback):
+        try:
+            return clock.from_iso(candidate)
+        except (TypeError, ValueError):
+            continue
+    return clock.now()
+
+
+class LoyaltyService(base.CrmService):
+    name = "loyalty"
+    OUTBOX_COLLECTIONS = ("member_versions",)
+    store = MongoStore(LoyaltyStore)
+    config = Config()
+
+    # -- helpers (not entrypoints) ----------------------------------------------------
+    def _policy(self) -> domain.Policy:
+        seconds = self.config.get("LOYALTY_POINTS_TTL_SECONDS")
+        if seconds not in (None, ""):
+            return domain.Policy(ttl=timedelta(seconds=float(seconds)))
+        return domain.Policy(ttl=timedelta(days=float(self.config.get("LOYALTY_POINTS_TTL_DAYS") or 365)))
+
+    def _events(self, contact_id: str):
+        """Envelopes announcing a Change; ids derived from what they announce."""
+        def make(change: domain.Change, version: int) -> list[dict[str, Any]]:
+            st, out = change.state, []
+            if change.enrolled:
+                out.append(self.outbox.event(E.MEMBER_ENROLLED, contact_id, {
+                    "contact_id": contact_id, "member_id": st.member_id, "tier": st.tier,
+                    "enrolled_at": clock.to_iso(st.enrolled_at)},
+                    event_id=derived_id("evt", "enrolled", contact_id)))
+            for entry in change.entries:
+                out.append(self.outbox.event(E.ENTRY_EVENTS[entry["kind"]], contact_id, {
+                    "contact_id": contact_id, "entry": entry_to_wire(entry), "balance": entry["balance_after"]},
+                    event_id=derived_id("evt", entry["_id"])))
+            if change.tier_changed:
+                out.append(self.outbox.event(E.TIER_CHANGED, contact_id, {
+                    "contact_id": contact_id, "from_tier": change.tier_from, "to_tier": st.tier,
+                    "points_earned_12m": domain.points_earned_12m(st.lots, clock.now())},
+                    event_id=derived_id("evt", "tier", contact_id, str(version))))
+            return out
+        return make
+
+    def _mutate(self, contact_id: str, op):
+        done = self.store.mutate(contact_id, op, self._events(contact_id))
+        if done.staged:
+            self.outbox.publish(self.store.versions, done.doc_id, done.staged)
+        return done
+
+    def _member(self, contact_id: str) -> dict[str, Any]:
+        head = self.store.head(contact_id)
+        if head is None:
+            raise _not_member(contact_id)
+        return member_to_wire(contact_id, head.version, head.state, self.store.profile(contact_id), clock.now())
+
+    def _enroll(self, contact_id: str, *, consent_at=None, activate: bool = False) -> None:
+        def op(head):
+            if head is None:
+                return domain.enroll(contact_id, clock.now(), consent_at=consent_at)
+            if activate:
+                return domain.set_consent(head.state, True, consent_at)
+            return None
+        self._mutate(contact_id, op)
+
+    def _entry_result(self, contact_id: str, entry_id: str) -> dict[str, Any]:
+        entry = self.store.find_entry(contact_id, entry_id)
+        if entry is None:  # applied, but its ledger copy vanished: should never happen
+            raise FailedPrecondition(f"ledger entry {entry_id} is not available yet, retry", {"entry_id": entry_id})
+        return {"entry": entry_to_wire(entry), "member": self._member(contact_id)}
+
+    # -- RPC ------------------------------------------------------------------------------
+    @rpc
+    def enroll(self, contact_id):
+        contact_id = _contact_id(contact_id)
+        if self.store.head(contact_id) is None and self.store.is_erased(contact_id):
+            raise FailedPrecondition(f"contact {contact_id} was erased", {"contact_id": contact_id})
+        self._enroll(contact_id)
+        return self._member(contact_id)
+
+    @rpc
+    def get_member(self, contact_id):
+        return self._member(_contact_id(contact_id))
+
+    @rpc
+    def earn_points(self, contact_id, source, source_ref, amount):
+        contact_id = _contact_id(contact_id)
+        source = plain_str(source, "source", max_len=64)
+        source_ref = plain_str(source_ref, "source_ref", max_len=200)
+        money = Money.from_wire(amount)
+        if money.amount_minor <= 0:
+            raise InvalidArgument.field("amount.amount_minor", "must be greater than zero")
+        entry_id = domain.earn_entry_id(source, source_ref)
+        existing = self.store.ledger_entry(entry_id)
+        if existing is not None:
+            if existing["contact_id"] != contact_id:
+                raise AlreadyExists(f"purchase {source}/{source_ref} already earned points for another contact",
+                                    {"existing_id": entry_id})
+            return self._entry_result(contact_id, entry_id)
+        if self.store.is_erased(contact_id):
+            raise FailedPrecondition(f"contact {contact_id} was erased", {"contact_id": contact_id})
+        policy = self._policy()
+
+        def op(head):
+            if head is None:
+                raise _not_member(contact_id)
+            return domain.earn(head.state, contact_id, clock.now(), policy, source=source,
+                               source_ref=source_ref, amount=money)
+        done = self._mutate(contact_id, op)
+        return self._entry_result(contact_id, done.change.duplicate_of or done.change.result_entry_id)
+
+    @rpc
+    def redeem_points(self, contact_id, points, reason, request_id=None):
+        contact_id = _contact_id(contact_id)
+        points = plain_int(points, "points", minimum=1)
+        reason = plain_str(reason, "reason", max_len=200)
+        if request_id is not None:
+            request_id = plain_str(request_id, "request_id", max_len=100)
+        entry_id = domain.redeem_entry_id(contact_id, request_id)
+        if request_id and self.store.ledger_entry(entry_id) is not None:
+            return self._entry_result(contact_id, entry_id)
+        policy = self._policy()
+
+        def op(head):
+            if head is None:
+                raise _not_member(contact_id)
+            return domain.redeem(head.state, contact_id, clock.now(), policy, points=points, reason=reason,
+                                 request_id=request_id, entry_id=entry_id)
+        done = self._mutate(contact_id, op)
+        return self._entry_result(contact_id, done.change.duplicate_of or done.change.result_entry_id)
+
+    @rpc
+    def list_ledger(self, contact_id, page_size=50, page_token=None):
+        contact_id = _contact_id(contact_id)
+        size = valid_page_size(page_size)
+        before = None
+        if page_token not in (None, ""):
+            if not isinstance(page_token, str) or not page_token.isdigit():
+                raise InvalidArgument.field("page_token", "is not a token returned by list_ledger")
+            before = int(page_token)
+        if self.store.head(contact_id) is None:
+            raise _not_member(contact_id)
+        docs = self.store.list_ledger(contact_id, size + 1, before)
+        more = len(docs) > size
+        docs = docs[:size]
+        return {"entries": [entry_to_wire(d) for d in docs],
+                "next_page_token": str(docs[-1]["seq"]) if more and docs else ""}
+
+    @rpc
+    def expire_due_points(self):
+        """Expire due lots and move tiers of every member that is due; safe on many replicas
+        (each member version is claimed by one insert). Returns what THIS call expired."""
+        self.store.materialize_leftovers()
+        policy, members, points = self._policy(), 0, 0
+        for contact_id in self.store.due_members(clock.now()):
+            done = self._mutate(contact_id, lambda head: domain.review(head.state, contact_id, clock.now(), policy)
+                                if head is not None else None)
+            expired = -sum(e["points"] for e in (done.change.entries if done.staged else ())
+                           if e["kind"] == "expire")
+            if expired:
+                members += 1
+                points += expired
+        return {"expired_members": members, "points": points}
+
+    # -- timers ---------------------------------------------------------------------------
+    @timer(interval=EXPIRY_INTERVAL_SECONDS)
+    def expire_points_timer(self):
+        result = self.expire_due_points()
+        if result["points"]:
+            log.info("expired %(points)d points of %(expired_members)d members", result)
+
+    @timer(interval=5)
+    def materialize_ledger(self):
+        self.store.materialize_leftovers()
+
+    @timer(interval=GAUGE_INTERVAL_SECONDS, eager=True)
+    def update_gauges(self):
+        stats = self.store.member_stats()
+        for tier in domain.TIERS:
+            MEMBERS.labels(tier).set(stats.get(tier, {}).get("members", 0))
+        POINTS_OUTSTANDING.set(sum(row.get("points", 0) for row in stats.values()))
+
+    # -- events from contacts ---------------------------------------------------------------
+    @handles(E.CONTACTS, "contact_created")
+    def on_contact_created(self, event):
+        contact = event["data"]["contact"]
+        contact_id = _contact_id(contact["id"])
+        self.store.save_contact(contact)
+        consent = (contact.get("consents") or {}).get("loyalty") or {}
+        if consent.get("granted") is True and not contact.get("erased"):
+            at = _parse_at(consent.get("at"), event.get("occurred_at"))
+            if self.store.note_consent(contact_id, True, at, contact.get("display_name")) \
+                    and not self.store.is_erased(contact_id):
+                self._enroll(contact_id, consent_at=at)
+
+    @handles(E.CONTACTS, "contact_updated")
+    def on_contact_updated(self, event):
+        contact = event["data"]["contact"]
+        _contact_id(contact["id"])
+        self.store.save_contact(contact)
+
+    @handles(E.CONTACTS, "consent_changed")
+    def on_consent_changed(self, event):
+        data = event["data"]
+        if data.get("channel") != "loyalty":
+            return
+        contact_id = _contact_id(data["contact_id"])
+        granted = data.get("granted") is True
+        at = _parse_at(data.get("at"), event.get("occurred_at"))
+        if not self.store.note_consent(contact_id, granted, at, data.get("display_name")):
+            return  # a newer decision was applied already
+        if granted:
+            if not self.store.is_erased(contact_id):
+                self._enroll(contact_id, consent_at=at, activate=True)
+        else:
+            self._mutate(contact_id, lambda head: domain.set_consent(head.state, False, at)
+                         if head is not None else None)  # never enrolled: nothing to do
+
+    @handles(E.CONTACTS, "contact_erased")
+    def on_contact_erased(self, event):
+        self.store.erase(_contact_id(event["data"]["contact_id"]))

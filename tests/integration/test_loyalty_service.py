@@ -1,0 +1,356 @@
+"""The loyalty service in-process over the real broker and database.
+
+Run: cd /work/main && .venv/bin/nameko test tests/integration/test_loyalty_service.py -q -p no:cacheprovider
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from types import SimpleNamespace
+
+import eventlet
+import pytest
+from nameko.events import SERVICE_POOL, event_handler
+from nameko.exceptions import RemoteError
+from prometheus_client import REGISTRY
+
+from crm_common import clock
+from crm_common.events import envelope
+from crm_common.ids import derived_id
+from loyalty.service import LoyaltyService
+from loyalty.store import LoyaltyStore
+
+SEEN: list[dict] = []
+
+
+class LoyaltyEventSink:
+    """A stand-in consumer of loyalty.events: records every envelope it gets."""
+
+    name = "loyalty_sink_t"
+
+    def _record(self, event):
+        SEEN.append(event)
+
+    @event_handler("loyalty", "member_enrolled", handler_type=SERVICE_POOL)
+    def on_enrolled(self, event):
+        self._record(event)
+
+    @event_handler("loyalty", "points_earned", handler_type=SERVICE_POOL)
+    def on_earned(self, event):
+        self._record(event)
+
+    @event_handler("loyalty", "points_redeemed", handler_type=SERVICE_POOL)
+    def on_redeemed(self, event):
+        self._record(event)
+
+    @event_handler("loyalty", "points_expired", handler_type=SERVICE_POOL)
+    def on_expired(self, event):
+        self._record(event)
+
+    @event_handler("loyalty", "tier_changed", handler_type=SERVICE_POOL)
+    def on_tier(self, event):
+        self._record(event)
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def events_of(contact_id, type_):
+    return [e for e in SEEN if e["subject"] == contact_id and e["type"] == type_]
+
+
+def new_contact_id():
+    return f"con_t{uuid.uuid4().hex[:12]}"
+
+
+def eur(minor):
+    return {"amount_minor": minor, "currency": "EUR"}
+
+
+@pytest.fixture
+def loyalty(make_config, start_service, mongo_client, rpc):
+    """``loyalty(**extra_config)`` -> (config, rpc proxy to loyalty, database)."""
+    def start(**extra):
+        cfg = make_config("loyalty", **extra)
+        start_service(LoyaltyEventSink, make_config("loyalty_sink"))
+        start_service(LoyaltyService, cfg)
+        return cfg, rpc(cfg).loyalty, mongo_client[cfg["MONGODB_DATABASE"]]
+    return start
+
+
+def contact_wire(contact_id, name="Sara Ahmadi", version=1, loyalty_granted=None):
+    consents = {}
+    if loyalty_granted is not None:
+        consents["loyalty"] = {"granted": loyalty_granted, "source": "web-form", "at": clock.to_iso(clock.now())}
+    return {"id": contact_id, "version": version, "display_name": name, "given_name": "Sara",
+            "family_name": "Ahmadi", "consents": consents, "erased": False}
+
+
+def contacts_event(type_, contact_id, data, event_id=None):
+    return envelope(type_, source="contacts", subject=contact_id, data=data, event_id=event_id)
+
+
+def consent_event(contact_id, granted, at=None, name="Sara Ahmadi"):
+    return contacts_event("consent_changed", contact_id, {
+        "contact_id": contact_id, "channel": "loyalty", "granted": granted, "source": "app",
+        "at": clock.to_iso(at or clock.now()), "display_name": name})
+
+
+def ledger_sum(db, contact_id):
+    return sum(e["points"] for e in db.ledger.find({"contact_id": contact_id}))
+
+
+# -- membership --------------------------------------------------------------------------------
+
+def test_explicit_enroll_is_idempotent(loyalty):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    first = svc.enroll(cid)
+    assert first["member_id"] == derived_id("mem", cid)
+    assert (first["status"], first["tier"], first["balance"], first["next_expiry"]) == ("active", "bronze", 0, None)
+    again = svc.enroll(cid)
+    assert again == first
+    assert svc.get_member(cid)["version"] == 1
+    wait_for(lambda: events_of(cid, "member_enrolled"))
+    time.sleep(0.3)
+    [ev] = events_of(cid, "member_enrolled")
+    assert ev["data"] == {"contact_id": cid, "member_id": first["member_id"], "tier": "bronze",
+                          "enrolled_at": first["enrolled_at"]}
+
+
+def test_unknown_member_and_bad_arguments(loyalty):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    with pytest.raises(RemoteError) as err:
+        svc.get_member(cid)
+    assert err.value.exc_type == "NotFound"
+    with pytest.raises(RemoteError) as err:
+        svc.earn_points(cid, "shop", "o1", eur(1000))
+    assert err.value.exc_type == "NotFound" and "not a loyalty member" in str(err.value)
+    svc.enroll(cid)
+    with pytest.raises(RemoteError) as err:
+        svc.earn_points(cid, "shop", "o1", eur(0))
+    assert err.value.exc_type == "InvalidArgument"
+    with pytest.raises(RemoteError) as err:
+        svc.earn_points({"$ne": 1}, "shop", "o1", eur(100))
+    assert err.value.exc_type == "InvalidArgument"
+
+
+def test_auto_enroll_from_consent_changed_and_opt_out_cycle(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    send = dispatch(cfg, "contacts")
+    cid = new_contact_id()
+    send("consent_changed", consent_event(cid, True, name="Reza Karimi"))
+    member = wait_for(lambda: db.members.find_one({"_id": cid}))
+    got = svc.get_member(cid)
+    assert got["status"] == "active" and got["display_name"] == "Reza Karimi"
+    assert member["member_id"] == derived_id("mem", cid)
+    svc.earn_points(cid, "shop", "o1", eur(5000))
+    send("consent_changed", consent_event(cid, False))
+    wait_for(lambda: svc.get_member(cid)["status"] == "opted_out")
+    assert svc.get_member(cid)["balance"] == 50  # points kept
+    with pytest.raises(RemoteError) as err:
+        svc.earn_points(cid, "shop", "o2", eur(5000))
+    assert err.value.exc_type == "FailedPrecondition"
+    send("consent_changed", consent_event(cid, True))
+    wait_for(lambda: svc.get_member(cid)["status"] == "active")
+    assert len(events_of(cid, "member_enrolled")) <= 1
+
+
+def test_revoking_without_membership_is_a_no_op(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    ev = consent_event(cid, False)
+    dispatch(cfg, "contacts")("consent_changed", ev)
+    wait_for(lambda: db.handled_events.find_one({"_id": {"$regex": ev["event_id"]}}))
+    with pytest.raises(RemoteError) as err:
+        svc.get_member(cid)
+    assert err.value.exc_type == "NotFound"
+
+
+def test_auto_enroll_from_contact_created_and_redelivery_is_a_no_op(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    send = dispatch(cfg, "contacts")
+    cid, other = new_contact_id(), new_contact_id()
+    created = contacts_event("contact_created", cid, {"contact": contact_wire(cid, loyalty_granted=True)})
+    send("contact_created", created)
+    send("contact_created", contacts_event("contact_created", other, {"contact": contact_wire(other, "Not Member")}))
+    wait_for(lambda: events_of(cid, "member_enrolled"))
+    assert svc.get_member(cid)["display_name"] == "Sara Ahmadi"
+    send("contact_created", created)  # exact redelivery
+    send("contact_created", {**created, "event_id": "evt_redelivered_copy"})  # same fact, new id
+    wait_for(lambda: db.handled_events.count_documents({}) >= 3)
+    time.sleep(0.3)
+    assert svc.get_member(cid)["version"] == 1
+    assert len(events_of(cid, "member_enrolled")) == 1
+    wait_for(lambda: db.profiles.find_one({"_id": other}))
+    with pytest.raises(RemoteError):
+        svc.get_member(other)  # no loyalty consent: not enrolled
+
+
+def test_contact_updated_refreshes_name_newest_version_wins(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    send = dispatch(cfg, "contacts")
+    cid = new_contact_id()
+    svc.enroll(cid)
+    send("contact_updated", contacts_event("contact_updated", cid, {
+        "contact": contact_wire(cid, "Sara Ahmadi-Rad", version=3), "changed": ["family_name"]}))
+    wait_for(lambda: svc.get_member(cid)["display_name"] == "Sara Ahmadi-Rad")
+    stale = contacts_event("contact_updated", cid, {"contact": contact_wire(cid, "Old Name", version=2),
+                                                    "changed": ["family_name"]})
+    send("contact_updated", stale)
+    wait_for(lambda: db.handled_events.find_one({"_id": {"$regex": stale["event_id"]}}))
+    assert svc.get_member(cid)["display_name"] == "Sara Ahmadi-Rad"
+
+
+def test_contact_erased_anonymizes_and_keeps_ledger(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    send = dispatch(cfg, "contacts")
+    cid = new_contact_id()
+    send("contact_created", contacts_event("contact_created", cid, {"contact": contact_wire(cid, loyalty_granted=True)}))
+    wait_for(lambda: db.members.find_one({"_id": cid}))
+    svc.earn_points(cid, "shop", "o1", eur(12000))
+    send("contact_erased", contacts_event("contact_erased", cid, {"contact_id": cid}))
+    wait_for(lambda: svc.get_member(cid)["erased"])
+    member = svc.get_member(cid)
+    assert member["display_name"] is None and member["balance"] == 120
+    assert db.profiles.find_one({"_id": cid})["display_name"] is None
+    assert [e["points"] for e in svc.list_ledger(cid)["entries"]] == [120]
+    # a late update does not bring the name back
+    send("contact_updated", contacts_event("contact_updated", cid, {"contact": contact_wire(cid, "Back", version=9),
+                                                                    "changed": []}))
+    wait_for(lambda: db.handled_events.count_documents({}) >= 3)
+    assert svc.get_member(cid)["display_name"] is None
+
+
+# -- earning -----------------------------------------------------------------------------------
+
+def test_earn_same_purchase_twice_counts_once(loyalty):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    svc.enroll(cid)
+    first = svc.earn_points(cid, "shop", "order-1", eur(12345))
+    assert first["entry"]["points"] == 123 and first["member"]["balance"] == 123
+    assert first["entry"]["id"] == derived_id("led", "earn", "shop", "order-1")
+    assert first["entry"]["amount"] == eur(12345) and first["entry"]["kind"] == "earn"
+    again = svc.earn_points(cid, "shop", "order-1", eur(99900))
+    assert again["entry"] == first["entry"] and again["member"]["balance"] == 123
+    assert db.ledger.count_documents({"contact_id": cid}) == 1
+    wait_for(lambda: events_of(cid, "points_earned"))
+    time.sleep(0.3)
+    [ev] = events_of(cid, "points_earned")
+    assert ev["data"] == {"contact_id": cid, "entry": first["entry"], "balance": 123}
+
+
+def test_concurrent_duplicate_earns_count_once(loyalty, rpc):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    svc.enroll(cid)
+    proxies = [rpc(cfg).loyalty for _ in range(8)]
+    pool = eventlet.GreenPool(8)
+    results = list(pool.imap(lambda p: p.earn_points(cid, "shop", "same-order", eur(1000)), proxies))
+    assert {r["entry"]["id"] for r in results} == {derived_id("led", "earn", "shop", "same-order")}
+    assert svc.get_member(cid)["balance"] == 10
+    assert ledger_sum(db, cid) == 10 and db.ledger.count_documents({"contact_id": cid}) == 1
+
+
+def test_tier_goes_up_and_multiplier_applies(loyalty):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    svc.enroll(cid)
+    r = svc.earn_points(cid, "shop", "big", eur(100000))  # 1000 points at bronze
+    assert r["entry"]["points"] == 1000 and r["member"]["tier"] == "silver"
+    assert r["member"]["points_earned_12m"] == 1000
+    r = svc.earn_points(cid, "shop", "next", eur(10000))  # 100 * 1.25
+    assert r["entry"]["points"] == 125
+    [ev] = wait_for(lambda: events_of(cid, "tier_changed"))
+    assert ev["data"] == {"contact_id": cid, "from_tier": "bronze", "to_tier": "silver", "points_earned_12m": 1000}
+    # ops gauges (crm_loyalty_members{tier}, crm_loyalty_points_outstanding) from the same database
+    assert LoyaltyStore(db).member_stats() == {"silver": {"members": 1, "points": 1125}}
+    LoyaltyService.update_gauges(SimpleNamespace(store=LoyaltyStore(db)))
+    assert REGISTRY.get_sample_value("crm_loyalty_members", {"tier": "silver"}) == 1
+    assert REGISTRY.get_sample_value("crm_loyalty_members", {"tier": "gold"}) == 0
+    assert REGISTRY.get_sample_value("crm_loyalty_points_outstanding") == 1125
+
+
+# -- redeeming ---------------------------------------------------------------------------------
+
+def test_twenty_concurrent_redemptions_only_one_wins(loyalty, rpc):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    svc.enroll(cid)
+    svc.earn_points(cid, "shop", "o1", eur(10000))  # 100 points
+    proxies = [rpc(cfg, timeout=30).loyalty for _ in range(20)]
+
+    def attempt(proxy):
+        try:
+            return proxy.redeem_points(cid, 80, "gift card")
+        except RemoteError as exc:
+            return exc
+
+    results = list(eventlet.GreenPool(20).imap(attempt, proxies))
+    wins = [r for r in results if isinstance(r, dict)]
+    losses = [r for r in results if isinstance(r, RemoteError)]
+    assert len(wins) == 1 and len(losses) == 19
+    assert all(e.exc_type == "FailedPrecondition" for e in losses)
+    assert all("insufficient points: balance 20, requested 80" in str(e) for e in losses)
+    member = svc.get_member(cid)
+    assert member["balance"] == 20
+    assert ledger_sum(db, cid) == 20
+    entries = svc.list_ledger(cid)["entries"]
+    assert [e["kind"] for e in entries] == ["redeem", "earn"]
+    assert all(e["balance_after"] >= 0 for e in entries)
+
+
+def test_redeem_with_request_id_is_idempotent_and_ledger_pages(loyalty):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    svc.enroll(cid)
+    for i in range(3):
+        svc.earn_points(cid, "shop", f"o{i}", eur(1000))
+    first = svc.redeem_points(cid, 5, "coffee", request_id="req-1")
+    again = svc.redeem_points(cid, 5, "coffee", request_id="req-1")
+    assert again["entry"] == first["entry"] and again["member"]["balance"] == 25
+    assert first["entry"]["points"] == -5 and first["entry"]["balance_after"] == 25
+    page1 = svc.list_ledger(cid, page_size=3)
+    assert [e["kind"] for e in page1["entries"]] == ["redeem", "earn", "earn"] and page1["next_page_token"]
+    page2 = svc.list_ledger(cid, page_size=3, page_token=page1["next_page_token"])
+    assert [e["source_ref"] for e in page2["entries"]] == ["o0"] and page2["next_page_token"] == ""
+    assert ledger_sum(db, cid) == 25
+    [ev] = wait_for(lambda: events_of(cid, "points_redeemed"))
+    assert ev["data"]["entry"] == first["entry"] and ev["data"]["balance"] == 25
+
+
+# -- expiry ------------------------------------------------------------------------------------
+
+def test_expiry_consumes_oldest_first_and_publishes(loyalty):
+    cfg, svc, db = loyalty(LOYALTY_POINTS_TTL_SECONDS=2.5)
+    cid = new_contact_id()
+    svc.enroll(cid)
+    a = svc.earn_points(cid, "shop", "A", eur(1000))["entry"]    # 10 points, oldest
+    time.sleep(1.2)
+    svc.earn_points(cid, "shop", "B", eur(2000))                  # 20 points
+    svc.redeem_points(cid, 4, "sticker")                          # from A: 6 left
+    member = svc.get_member(cid)
+    assert member["next_expiry"]["points"] == 6
+    wait_for(lambda: clock.now() >= clock.from_iso(member["next_expiry"]["at"]), timeout=5)
+    assert svc.expire_due_points() == {"expired_members": 1, "points": 6}  # B is not due yet
+    member = svc.get_member(cid)
+    assert member["balance"] == 20 and member["next_expiry"]["points"] == 20
+    [ev] = wait_for(lambda: events_of(cid, "points_expired"))
+    assert ev["data"]["entry"]["points"] == -6 and ev["data"]["entry"]["source_ref"] == a["id"]
+    assert ev["data"]["entry"]["id"] == derived_id("led", "expire", a["id"]) and ev["data"]["balance"] == 20
+    assert ledger_sum(db, cid) == member["balance"]
+    assert svc.expire_due_points() == {"expired_members": 0, "points": 0}  # nothing due: a no-op
+    wait_for(lambda: clock.now() >= clock.from_iso(member["next_expiry"]["at"]), timeout=5)
+    assert svc.expire_due_points() == {"expired_members": 1, "points": 20}
+    assert svc.get_member(cid)["balance"] == 0 and ledger_sum(db, cid) == 0
+    assert [e["kind"] for e in svc.list_ledger(cid)["entries"]] == ["expire", "expire", "redeem", "earn", "earn"]

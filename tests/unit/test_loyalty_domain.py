@@ -1,0 +1,296 @@
+"""Loyalty rules (services/loyalty/loyalty/domain.py): pure, no I/O."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from crm_common.errors import FailedPrecondition, InvalidArgument
+from crm_common.ids import derived_id
+from crm_common.money import Money
+from loyalty import domain as d
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+CID = "con_1"
+POLICY = d.Policy(ttl=timedelta(days=365))
+
+
+def member(**kw) -> d.MemberState:
+    return d.enroll(CID, T0).state if not kw else d.MemberState(member_id=d.member_id_for(CID), enrolled_at=T0, **kw)
+
+
+def eur(units: int) -> Money:
+    return Money(units * 100, "EUR")
+
+
+def earn(state, units, ref, at=T0, policy=POLICY, source="shop"):
+    return d.earn(state, CID, at, policy, source=source, source_ref=ref, amount=eur(units))
+
+
+def redeem(state, points, at=T0, request_id=None, policy=POLICY):
+    entry_id = d.redeem_entry_id(CID, request_id)
+    return d.redeem(state, CID, at, policy, points=points, reason="gift", request_id=request_id, entry_id=entry_id)
+
+
+def check_consistent(state: d.MemberState):
+    assert state.balance == sum(lot["remaining"] for lot in state.lots)
+    assert state.balance >= 0
+
+
+# -- tiers and earning rule -----------------------------------------------------------------
+
+@pytest.mark.parametrize("points,tier", [(0, "bronze"), (999, "bronze"), (1000, "silver"), (4999, "silver"),
+                                         (5000, "gold"), (19999, "gold"), (20000, "platinum"), (10**9, "platinum")])
+def test_tier_thresholds(points, tier):
+    assert d.tier_for(points) == tier
+
+
+@pytest.mark.parametrize("amount,tier,points", [
+    (100, "bronze", 1), (199, "bronze", 1), (99, "bronze", 0), (12345, "bronze", 123),
+    (12345, "silver", 153),   # 123 * 1.25 = 153.75 -> 153
+    (12345, "gold", 184),     # 123 * 1.5 = 184.5 -> 184
+    (12345, "platinum", 246), (300, "silver", 3),  # 3.75 -> 3
+])
+def test_points_for_purchase(amount, tier, points):
+    assert d.points_for_purchase(amount, tier) == points
+
+
+@pytest.mark.parametrize("amount", [0, -100])
+def test_points_for_purchase_requires_positive_amount(amount):
+    with pytest.raises(InvalidArgument) as err:
+        d.points_for_purchase(amount, "bronze")
+    assert err.value.violations[0]["field"] == "amount.amount_minor"
+
+
+def test_ids_are_deterministic():
+    assert d.member_id_for(CID) == derived_id("mem", CID)
+    assert d.earn_entry_id("shop", "o1") == derived_id("led", "earn", "shop", "o1") != d.earn_entry_id("shop", "o2")
+    assert d.redeem_entry_id(CID, "r1") == d.redeem_entry_id(CID, "r1")
+    assert d.redeem_entry_id(CID, None) != d.redeem_entry_id(CID, None)
+    assert d.expire_entry_id("led_x") == derived_id("led", "expire", "led_x")
+
+
+# -- enrol / earn -----------------------------------------------------------------------------
+
+def test_enroll_starts_active_bronze_empty():
+    change = d.enroll(CID, T0)
+    assert change.enrolled and not change.is_noop
+    st = change.state
+    assert (st.status, st.tier, st.balance, st.lots, st.member_id) == ("active", "bronze", 0, [], d.member_id_for(CID))
+
+
+def test_earn_creates_lot_and_entry():
+    change = earn(member(), 250, "o1")
+    st = change.state
+    assert st.balance == 250
+    [lot] = st.lots
+    assert lot["points"] == lot["remaining"] == 250
+    assert lot["expires_at"] == T0 + timedelta(days=365)
+    [entry] = change.entries
+    assert entry["_id"] == change.result_entry_id == d.earn_entry_id("shop", "o1")
+    assert (entry["kind"], entry["points"], entry["balance_after"], entry["seq"]) == ("earn", 250, 250, 1)
+    assert entry["amount"] == {"amount_minor": 25000, "currency": "EUR"}
+    check_consistent(st)
+
+
+def test_earn_same_purchase_twice_is_a_duplicate():
+    st = earn(member(), 10, "o1").state
+    again = earn(st, 99, "o1")
+    assert again.duplicate_of == d.earn_entry_id("shop", "o1")
+    assert again.is_noop and again.state.balance == 10
+
+
+def test_earn_does_not_mutate_input_state():
+    st = member()
+    earn(st, 10, "o1")
+    assert st.balance == 0 and st.lots == []
+
+
+def test_earn_uses_tier_before_the_purchase_and_tier_moves_up():
+    st = earn(member(), 999, "o1").state
+    assert st.tier == "bronze"
+    change = earn(st, 100, "o2")  # bronze multiplier for this purchase
+    assert change.entries[0]["points"] == 100
+    assert change.tier_changed and (change.tier_from, change.state.tier) == ("bronze", "silver")
+    nxt = earn(change.state, 100, "o3")
+    assert nxt.entries[0]["points"] == 125 and not nxt.tier_changed
+
+
+def test_opted_out_member_cannot_earn_but_duplicate_still_answers():
+    st = earn(member(), 10, "o1").state
+    st = d.set_consent(st, False, T0).state
+    with pytest.raises(FailedPrecondition):
+        earn(st, 10, "o2")
+    assert earn(st, 10, "o1").duplicate_of
+
+
+def test_zero_point_purchase_is_recorded():
+    change = d.earn(member(), CID, T0, POLICY, source="shop", source_ref="tiny", amount=Money(99, "EUR"))
+    assert change.entries[0]["points"] == 0 and change.state.balance == 0
+
+
+# -- redeem -----------------------------------------------------------------------------------
+
+def test_redeem_consumes_oldest_lots_first():
+    st = earn(member(), 10, "a", at=T0).state
+    st = earn(st, 20, "b", at=T0 + timedelta(days=1)).state
+    change = redeem(st, 15, at=T0 + timedelta(days=2))
+    rem = {lot["source_ref"]: lot["remaining"] for lot in change.state.lots}
+    assert rem == {"a": 0, "b": 15}
+    [entry] = change.entries
+    assert entry["points"] == -15 and entry["balance_after"] == 15
+    assert entry["lots"] == [{"lot_id": d.earn_entry_id("shop", "a"), "points": 10},
+                             {"lot_id": d.earn_entry_id("shop", "b"), "points": 5}]
+    check_consistent(change.state)
+
+
+def test_redeem_more_than_balance_fails_with_message():
+    st = earn(member(), 10, "a").state
+    with pytest.raises(FailedPrecondition) as err:
+        redeem(st, 11)
+    assert str(err.value) == "insufficient points: balance 10, requested 11"
+    assert err.value.details == {"balance": 10, "requested": 11}
+
+
+def test_redeem_exact_balance_to_zero():
+    st = earn(member(), 10, "a").state
+    assert redeem(st, 10).state.balance == 0
+
+
+@pytest.mark.parametrize("points", [0, -5])
+def test_redeem_requires_positive_points(points):
+    with pytest.raises(InvalidArgument):
+        redeem(earn(member(), 10, "a").state, points)
+
+
+def test_redeem_with_request_id_is_idempotent():
+    st = earn(member(), 10, "a").state
+    first = redeem(st, 4, request_id="r1")
+    again = redeem(first.state, 4, request_id="r1")
+    assert again.duplicate_of == first.result_entry_id == d.redeem_entry_id(CID, "r1")
+    assert again.is_noop and again.state.balance == 6
+
+
+def test_recent_requests_are_bounded():
+    st = earn(member(), 1000, "a").state
+    for i in range(d.RECENT_REQUESTS_KEPT + 5):
+        st = redeem(st, 1, request_id=f"r{i}").state
+    assert len(st.recent_requests) == d.RECENT_REQUESTS_KEPT
+    assert d.find_request(st, f"r{d.RECENT_REQUESTS_KEPT + 4}") and d.find_request(st, "r0") is None
+
+
+def test_redeem_never_spends_points_past_expiry():
+    policy = d.Policy(ttl=timedelta(days=30))
+    st = earn(member(), 10, "old", at=T0, policy=policy).state
+    st = earn(st, 5, "new", at=T0 + timedelta(days=20), policy=policy).state
+    later = T0 + timedelta(days=31)
+    with pytest.raises(FailedPrecondition) as err:
+        redeem(st, 6, at=later, policy=policy)
+    assert "balance 5" in str(err.value)
+    change = redeem(st, 5, at=later, policy=policy)
+    assert [e["kind"] for e in change.entries] == ["expire", "redeem"]
+    assert [e["balance_after"] for e in change.entries] == [5, 0]
+    assert [e["seq"] for e in change.entries] == [3, 4]
+
+
+# -- expiry, tiers going down, pruning --------------------------------------------------------
+
+def test_review_expires_due_lots_oldest_first_and_only_remaining():
+    policy = d.Policy(ttl=timedelta(days=10))
+    st = earn(member(), 10, "a", at=T0, policy=policy).state
+    st = earn(st, 20, "b", at=T0 + timedelta(days=5), policy=policy).state
+    st = redeem(st, 4, at=T0 + timedelta(days=6), policy=policy).state  # a: 6 left
+    change = d.review(st, CID, T0 + timedelta(days=11), policy)
+    [entry] = change.entries
+    assert entry["_id"] == d.expire_entry_id(d.earn_entry_id("shop", "a"))
+    assert (entry["kind"], entry["points"], entry["balance_after"]) == ("expire", -6, 20)
+    check_consistent(change.state)
+    nothing = d.review(change.state, CID, T0 + timedelta(days=12), policy)
+    assert nothing.is_noop
+    both = d.review(st, CID, T0 + timedelta(days=16), policy)
+    assert [e["points"] for e in both.entries] == [-6, -20] and both.state.balance == 0
+
+
+def test_expiry_boundary_is_inclusive():
+    policy = d.Policy(ttl=timedelta(seconds=2))
+    st = earn(member(), 3, "a", at=T0, policy=policy).state
+    assert d.review(st, CID, T0 + timedelta(seconds=1), policy).is_noop
+    assert d.review(st, CID, T0 + timedelta(seconds=2), policy).state.balance == 0
+
+
+def test_tier_goes_down_when_earnings_leave_the_window():
+    st = earn(member(), 1200, "big", at=T0).state
+    assert st.tier == "silver"
+    policy = POLICY
+    still = d.review(st, CID, T0 + timedelta(days=364), policy)
+    assert not still.tier_changed
+    later = T0 + timedelta(days=365, seconds=1)
+    change = d.review(st, CID, later, policy)
+    assert change.tier_changed and change.state.tier == "bronze" and change.tier_from == "silver"
+
+
+def test_spent_lots_are_pruned_after_retention_but_kept_for_the_window():
+    st = earn(member(), 10, "a", at=T0).state
+    st = redeem(st, 10, at=T0).state
+    assert len(d.review(st, CID, T0 + timedelta(days=300), POLICY).state.lots) == 1
+    assert d.review(st, CID, T0 + timedelta(days=366), POLICY).state.lots == []
+
+
+def test_retention_is_at_least_the_tier_window():
+    assert d.Policy(ttl=timedelta(seconds=1)).retention == d.TIER_WINDOW
+    assert d.Policy(ttl=timedelta(days=800)).retention == timedelta(days=800)
+
+
+def test_points_earned_12m_counts_only_the_window():
+    st = earn(member(), 100, "a", at=T0).state
+    st = earn(st, 50, "b", at=T0 + timedelta(days=200)).state
+    assert d.points_earned_12m(st.lots, T0 + timedelta(days=201)) == 150
+    assert d.points_earned_12m(st.lots, T0 + timedelta(days=366)) == 50
+
+
+def test_next_due_and_next_expiry():
+    policy = d.Policy(ttl=timedelta(days=10))
+    st = earn(member(), 10, "a", at=T0, policy=policy).state
+    st = earn(st, 5, "b", at=T0 + timedelta(days=1), policy=policy).state
+    assert d.next_due(st, T0 + timedelta(days=2)) == T0 + timedelta(days=3)  # heartbeat first
+    assert d.next_due(st, T0 + timedelta(days=9, hours=12)) == T0 + timedelta(days=10)
+    assert d.next_expiry(st) == {"points": 10, "at": T0 + timedelta(days=10)}
+    empty = member()
+    assert d.next_due(empty, T0) == T0 + d.REVIEW_HEARTBEAT
+    assert d.next_expiry(empty) is None
+
+
+def test_next_due_includes_tier_window_above_bronze():
+    policy = d.Policy(ttl=timedelta(days=800))
+    st = earn(member(), 1000, "a", at=T0, policy=policy).state
+    st = redeem(st, 1000, at=T0, policy=policy).state
+    assert st.tier == "silver"
+    now = T0 + timedelta(days=364, hours=12)
+    assert d.next_due(st, now) == T0 + d.TIER_WINDOW
+
+
+# -- consent ------------------------------------------------------------------------------------
+
+def test_consent_revoked_keeps_points_and_granted_reactivates():
+    st = earn(member(), 10, "a").state
+    out = d.set_consent(st, False, T0 + timedelta(hours=1))
+    assert out.status_changed and out.state.status == "opted_out" and out.state.balance == 10
+    back = d.set_consent(out.state, True, T0 + timedelta(hours=2))
+    assert back.status_changed and back.state.status == "active"
+
+
+def test_older_consent_decision_is_ignored():
+    st = d.set_consent(member(), False, T0 + timedelta(hours=2)).state
+    stale = d.set_consent(st, True, T0 + timedelta(hours=1))
+    assert stale.is_noop and stale.state.status == "opted_out"
+
+
+def test_same_consent_again_is_noop():
+    assert d.set_consent(member(), True, T0).is_noop
+
+
+def test_state_round_trips_through_document():
+    st = earn(member(), 10, "a").state
+    st = redeem(st, 3, request_id="r").state
+    again = d.MemberState.from_doc(st.to_doc())
+    assert again == st
