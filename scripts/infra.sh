@@ -4,7 +4,7 @@
 #
 #   scripts/infra.sh install   install rabbitmq-server, build ferretdb (idempotent)
 #   scripts/infra.sh up        start both unless already running (idempotent)
-#   scripts/infra.sh down      stop only what `up` started
+#   scripts/infra.sh down [rabbitmq|ferretdb]   stop only what `up` started
 #   scripts/infra.sh status
 #
 # Everything lives under var/ with its own ports, so a system RabbitMQ or
@@ -100,7 +100,11 @@ case "${1:-}" in
   install) install_rabbitmq; build_ferretdb ;;
   up) install_rabbitmq; build_ferretdb; start_rabbitmq; start_ferretdb
       log "AMQP_URI=amqp://guest:guest@127.0.0.1:$AMQP_PORT/  MONGODB_URL=mongodb://127.0.0.1:$MONGO_PORT/" ;;
-  down) stop_ferretdb; stop_rabbitmq ;;
+  down)  # optionally only some: down rabbitmq | down ferretdb
+    shift; parts=("${@:-rabbitmq ferretdb}")
+    [[ " ${parts[*]} " == *" ferretdb "* ]] && stop_ferretdb
+    [[ " ${parts[*]} " == *" rabbitmq "* ]] && stop_rabbitmq
+    true ;;
   status)
     rabbit_running && echo "rabbitmq: running on :$AMQP_PORT" || echo "rabbitmq: stopped"
     ferretdb_running && echo "ferretdb: listening on :$MONGO_PORT" || echo "ferretdb: stopped" ;;

@@ -9,15 +9,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 suites=("$@"); [ ${#suites[@]} -eq 0 ] && suites=(unit integration e2e)
 results=var/test-results; rm -rf "$results"; mkdir -p "$results"
 
-started_infra=0
+started=()   # what this run started, and so stops again
 needs_infra() { for s in "${suites[@]}"; do [ "$s" != unit ] && return 0; done; return 1; }
 if needs_infra && [ -z "${AMQP_URI:-}${MONGODB_URL:-}" ]; then
-  if ! scripts/infra.sh status | grep -q "rabbitmq: running" || ! scripts/infra.sh status | grep -q "ferretdb: listening"; then
-    started_infra=1
-  fi
+  before=$(scripts/infra.sh status)
+  [[ "$before" == *"rabbitmq: running"* ]] || started+=(rabbitmq)
+  [[ "$before" == *"ferretdb: listening"* ]] || started+=(ferretdb)
   scripts/infra.sh up || exit 1
 fi
-cleanup() { [ "$started_infra" = 1 ] && scripts/infra.sh down; }
+cleanup() { [ ${#started[@]} -gt 0 ] && scripts/infra.sh down "${started[@]}"; true; }
 trap cleanup EXIT
 
 status=0
@@ -30,13 +30,13 @@ run() {  # run NAME CMD... ; pytest's 5 (nothing collected) is not a failure
 }
 for s in "${suites[@]}"; do
   case "$s" in
-    unit)        run unit .venv/bin/pytest tests/unit -q ;;
+    unit)        run unit .venv/bin/pytest -p no:pytest_nameko tests/unit -q ;;
     # nameko services need eventlet's monkey patching: `nameko test` applies it before pytest.
     integration)
       # the gateway's own tests run on asyncio (no eventlet), the services' under eventlet
-      run integration-gateway .venv/bin/pytest tests/integration/gateway -q
+      run integration-gateway .venv/bin/pytest -p no:pytest_nameko tests/integration/gateway -q
       run integration .venv/bin/nameko test tests/integration -q --ignore=tests/integration/gateway ;;
-    e2e)         run e2e .venv/bin/pytest tests/e2e -q ;;
+    e2e)         run e2e .venv/bin/pytest -p no:pytest_nameko tests/e2e -q ;;
     *) echo "unknown suite: $s" >&2; exit 2 ;;
   esac
 done

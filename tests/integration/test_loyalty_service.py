@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import eventlet
 import pytest
 from nameko.events import SERVICE_POOL, event_handler
-from nameko.exceptions import RemoteError
 from prometheus_client import REGISTRY
 
 from crm_common import clock
+from crm_common.errors import CrmError, FailedPrecondition, InvalidArgument, NotFound
 from crm_common.events import envelope
 from crm_common.ids import derived_id
 from loyalty.service import LoyaltyService
@@ -129,19 +129,16 @@ def test_explicit_enroll_is_idempotent(loyalty):
 def test_unknown_member_and_bad_arguments(loyalty):
     cfg, svc, db = loyalty()
     cid = new_contact_id()
-    with pytest.raises(RemoteError) as err:
+    with pytest.raises(NotFound) as err:
         svc.get_member(cid)
-    assert err.value.exc_type == "NotFound"
-    with pytest.raises(RemoteError) as err:
+    with pytest.raises(NotFound) as err:
         svc.earn_points(cid, "shop", "o1", eur(1000))
-    assert err.value.exc_type == "NotFound" and "not a loyalty member" in str(err.value)
+    assert "not a loyalty member" in str(err.value)
     svc.enroll(cid)
-    with pytest.raises(RemoteError) as err:
+    with pytest.raises(InvalidArgument) as err:
         svc.earn_points(cid, "shop", "o1", eur(0))
-    assert err.value.exc_type == "InvalidArgument"
-    with pytest.raises(RemoteError) as err:
+    with pytest.raises(InvalidArgument) as err:
         svc.earn_points({"$ne": 1}, "shop", "o1", eur(100))
-    assert err.value.exc_type == "InvalidArgument"
 
 
 def test_auto_enroll_from_consent_changed_and_opt_out_cycle(loyalty, dispatch):
@@ -157,9 +154,8 @@ def test_auto_enroll_from_consent_changed_and_opt_out_cycle(loyalty, dispatch):
     send("consent_changed", consent_event(cid, False))
     wait_for(lambda: svc.get_member(cid)["status"] == "opted_out")
     assert svc.get_member(cid)["balance"] == 50  # points kept
-    with pytest.raises(RemoteError) as err:
+    with pytest.raises(FailedPrecondition) as err:
         svc.earn_points(cid, "shop", "o2", eur(5000))
-    assert err.value.exc_type == "FailedPrecondition"
     send("consent_changed", consent_event(cid, True))
     wait_for(lambda: svc.get_member(cid)["status"] == "active")
     assert len(events_of(cid, "member_enrolled")) <= 1
@@ -171,9 +167,8 @@ def test_revoking_without_membership_is_a_no_op(loyalty, dispatch):
     ev = consent_event(cid, False)
     dispatch(cfg, "contacts")("consent_changed", ev)
     wait_for(lambda: db.handled_events.find_one({"_id": {"$regex": ev["event_id"]}}))
-    with pytest.raises(RemoteError) as err:
+    with pytest.raises(NotFound) as err:
         svc.get_member(cid)
-    assert err.value.exc_type == "NotFound"
 
 
 def test_auto_enroll_from_contact_created_and_redelivery_is_a_no_op(loyalty, dispatch):
@@ -192,7 +187,7 @@ def test_auto_enroll_from_contact_created_and_redelivery_is_a_no_op(loyalty, dis
     assert svc.get_member(cid)["version"] == 1
     assert len(events_of(cid, "member_enrolled")) == 1
     wait_for(lambda: db.profiles.find_one({"_id": other}))
-    with pytest.raises(RemoteError):
+    with pytest.raises(NotFound):
         svc.get_member(other)  # no loyalty consent: not enrolled
 
 
@@ -293,14 +288,14 @@ def test_twenty_concurrent_redemptions_only_one_wins(loyalty, rpc):
     def attempt(proxy):
         try:
             return proxy.redeem_points(cid, 80, "gift card")
-        except RemoteError as exc:
+        except CrmError as exc:
             return exc
 
     results = list(eventlet.GreenPool(20).imap(attempt, proxies))
     wins = [r for r in results if isinstance(r, dict)]
-    losses = [r for r in results if isinstance(r, RemoteError)]
+    losses = [r for r in results if isinstance(r, CrmError)]
     assert len(wins) == 1 and len(losses) == 19
-    assert all(e.exc_type == "FailedPrecondition" for e in losses)
+    assert all(isinstance(e, FailedPrecondition) for e in losses)
     assert all("insufficient points: balance 20, requested 80" in str(e) for e in losses)
     member = svc.get_member(cid)
     assert member["balance"] == 20

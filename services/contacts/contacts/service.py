@@ -11,15 +11,13 @@ from __future__ import annotations
 import logging
 
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 from nameko.timer import timer
 from prometheus_client import Gauge
 
 from crm_common import clock
 from crm_common.errors import InvalidArgument, VersionConflict
 from crm_common.ids import derived_id, new_id
-from crm_common.nameko import base  # not `import CrmService`: `nameko run contacts.service`
-                                     # would find the nameless base class and refuse to start
+from crm_common.nameko.base import CrmService, rpc
 from crm_common.nameko.handlers import handles
 from crm_common.nameko.mongo import MongoStore
 from crm_common.validation import Violations, page_size, plain_int, plain_str
@@ -35,7 +33,7 @@ GAUGE_INTERVAL_SECONDS = 30
 MAX_RETRIES = 5
 
 
-class ContactsService(base.CrmService):
+class ContactsService(CrmService):
     name = "contacts"
     OUTBOX_COLLECTIONS = (CONTACTS,)
 

@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any
 
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 from nameko.timer import timer
 from prometheus_client import Gauge
 
@@ -17,7 +16,7 @@ from crm_common import clock
 from crm_common.ids import derived_id
 from crm_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from crm_common.money import Money
-from crm_common.nameko import base  # module import: `nameko run` would try to run a bare CrmService
+from crm_common.nameko.base import CrmService, rpc
 from crm_common.nameko.handlers import handles
 from crm_common.nameko.mongo import MongoStore
 from crm_common.validation import page_size as valid_page_size
@@ -57,7 +56,7 @@ def _parse_at(value: Any, fallback: Any):
     return clock.now()
 
 
-class LoyaltyService(base.CrmService):
+class LoyaltyService(CrmService):
     name = "loyalty"
     OUTBOX_COLLECTIONS = ("member_versions",)
     store = MongoStore(LoyaltyStore)

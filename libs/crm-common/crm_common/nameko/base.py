@@ -2,14 +2,23 @@
 relay, ``ping``, and replay of parked event deliveries."""
 from __future__ import annotations
 
-from nameko.rpc import rpc
+from nameko.rpc import rpc as nameko_rpc
 from nameko.timer import timer
 
+from ..errors import CrmError
 from .handlers import replay_parked
 from .observe import Observe
 from .outbox import EventOutbox
 
 RELAY_INTERVAL_SECONDS = 5
+
+
+def rpc(fn=None, **kwargs):
+    """nameko's ``@rpc`` with our typed errors declared expected: a NotFound is the
+    caller's business, logged as a warning without a traceback, not as a crash."""
+    kwargs.setdefault("expected_exceptions", CrmError)
+    decorate = nameko_rpc(**kwargs)
+    return decorate(fn) if fn is not None else decorate
 
 
 class CrmService:
