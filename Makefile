@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 
 .PHONY: help install deps infra-install proto up down status demo test test-unit test-integration test-e2e \
-        run-contacts run-loyalty run-gateway logs clean
+        run-contacts run-loyalty run-gateway grpcurl logs clean
 
 help: ## list the workflows
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,6 +27,7 @@ up: install ## bring the whole CRM up locally with demo data (idempotent)
 	@$(PY) scripts/stack.py up
 	@$(PY) scripts/demo_data.py
 	@$(PY) scripts/stack.py status
+	@$(PY) scripts/stack.py banner
 
 down: ## stop the CRM and the infrastructure `make up` started
 	@$(PY) scripts/stack.py down || true
@@ -59,6 +60,11 @@ run-loyalty: ## run the loyalty service in the foreground
 
 run-gateway: ## run the gateway in the foreground
 	.venv/bin/crm-gateway
+
+grpcurl: tools/bin/grpcurl ## build grpcurl (a gRPC command-line client) into tools/bin
+
+tools/bin/grpcurl:
+	GOBIN=$(CURDIR)/tools/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
 
 logs: ## follow the logs of the local stack
 	@tail -F var/log/*.log

@@ -173,11 +173,23 @@ def rpc_ping(amqp_uri: str, service: str, timeout: float = 2) -> dict:
         conn.close()
 
 
+BANNER = """
+The CRM is up. gRPC gateway: {addr}  (health + reflection on)
+Metrics: gateway :{gateway}/metrics, contacts :{contacts}/metrics, loyalty :{loyalty}/metrics
+Logs: var/log/*.log   Stop: make down
+
+Try (make grpcurl builds grpcurl into tools/bin once):
+  tools/bin/grpcurl -plaintext -d '{{"text": "sara"}}' {addr} crm.v1.ContactsService/SearchContacts
+"""
+
+
 def main(argv: list[str]) -> int:
     stack = Stack()
     cmd = argv[1] if len(argv) > 1 else "status"
     if cmd == "up":
         stack.up()
+    elif cmd == "banner":
+        print(BANNER.format(addr=stack.gateway_addr, **stack.metrics_ports))
     elif cmd == "down":
         stack.down()
     elif cmd == "status":

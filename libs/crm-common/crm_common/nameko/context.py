@@ -46,4 +46,5 @@ def logging_config(level: str = "INFO") -> dict:
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "line",
                                 "filters": ["call_id"]}},
         "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {"nameko.containers": {"level": "ERROR"}},
     }
