@@ -82,6 +82,8 @@ stop_rabbitmq() {
   [ -f "$VAR/rabbitmq/.started-by-crm" ] || return 0
   if rabbit_running; then log "stopping rabbitmq"; rabbit_ctl stop >/dev/null 2>&1 || true; fi
   rm -f "$VAR/rabbitmq/.started-by-crm"
+  # Erlang started epmd for our node; leave it only if other nodes still use it.
+  if command -v epmd >/dev/null && ! epmd -names 2>/dev/null | grep -q "^name "; then epmd -kill >/dev/null 2>&1 || true; fi
 }
 
 stop_ferretdb() {
