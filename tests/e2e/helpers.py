@@ -1,11 +1,11 @@
 """Small client-side helpers for the end-to-end tests (what an app would write)."""
 from __future__ import annotations
 
-import time
 import uuid
 
 import grpc
 
+from support import waiting
 from crm.v1 import common_pb2, contacts_pb2, contacts_pb2_grpc, loyalty_pb2, loyalty_pb2_grpc
 
 
@@ -25,17 +25,8 @@ def new_contact(contacts, *, loyalty: bool = False, given="Sara", family="Ahmadi
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except grpc.RpcError as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last error: {last})")
+    """Poll through the gateway; a gRPC error counts as 'not yet'."""
+    return waiting.wait_for(predicate, timeout, interval, retry_on=(grpc.RpcError,))
 
 
 def member_or_none(loyalty, contact_id):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+
+from support.waiting import wait_for
 from nameko.rpc import rpc
 
 from crm_common import events as ev
@@ -47,14 +49,6 @@ class Consumer(CrmService):
         self.store.db.seen.update_one({"_id": event["data"]["id"]}, {"$inc": {"n": 1}}, upsert=True)
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -84,14 +78,11 @@ def test_event_left_pending_is_relayed(pair, rpc):
 def test_redelivery_is_a_no_op(pair, rpc, dispatch):
     cfg, pdb, cdb = pair
     event_id = rpc(cfg).producer_t.make("t3")
-    wait_for(lambda: cdb.seen.find_one({"_id": "t3"}))
+    wait_for(lambda: cdb.handled_events.find_one({"_id": f"consumer_t.on_thing_made:{event_id}"}))
     again = ev.envelope("thing_made", source="producer_t", subject="t3", data={"id": "t3"}, event_id=event_id)
     dispatch(cfg, "producer_t")("thing_made", again)
     dispatch(cfg, "producer_t")("thing_made", {**again, "event_id": "evt_other"})
-    try:
-        wait_for(lambda: cdb.seen.find_one({"_id": "t3"})["n"] == 2)
-    finally:
-        print("DBG", cdb.seen.find_one({"_id": "t3"}), list(cdb.handled_events.find()), list(cdb.parked_events.find()))
+    wait_for(lambda: cdb.seen.find_one({"_id": "t3"})["n"] == 2)
     time.sleep(0.3)
     assert cdb.seen.find_one({"_id": "t3"})["n"] == 2  # the exact redelivery did nothing
 

@@ -8,6 +8,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
+
+from support.waiting import wait_for
 from nameko.testing.services import entrypoint_hook
 
 from contacts import service as contacts_service
@@ -51,14 +53,6 @@ class ContactsSpy(CrmService):
         self._record(event)
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import eventlet
 import pytest
+
+from support.waiting import wait_for
 from nameko.events import SERVICE_POOL, event_handler
 from prometheus_client import REGISTRY
 
@@ -52,15 +54,6 @@ class LoyaltyEventSink:
         self._record(event)
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def events_of(contact_id, type_):

@@ -1,16 +1,13 @@
 """amqp_rpc.AmqpRpcClient against the real RabbitMQ, with a fake nameko responder.
 
-The responder is a plain pika consumer in a thread that behaves like a nameko service
-(queue ``rpc-<service>`` bound to ``nameko-rpc`` with ``<service>.*``, replies on
-``nameko-rpc`` with the request's ``reply_to`` and ``correlation_id``). Service names are
+The responder (tests/support/fake_nameko.py) is a plain pika consumer in a thread that
+behaves like a nameko service. Service names are
 unique per run (``echo_<uuid>``) so no vhost is needed.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import threading
 import time
 import uuid
 
@@ -18,6 +15,7 @@ import pika
 import pytest
 
 from crm_common.errors import AlreadyExists, InvalidArgument, NotFound
+from support.fake_nameko import FakeNamekoService
 from crm_gateway.amqp_rpc import (
     AmqpRpcClient, RemoteError, RpcTimeout, ServiceUnavailable,
 )
@@ -39,84 +37,31 @@ if not _broker_up():  # pragma: no cover
     pytest.skip(f"RabbitMQ not reachable at {AMQP_URI} (scripts/infra.sh up)", allow_module_level=True)
 
 
-def _error(exc_type: str, message: str, details: dict, path: str | None = None) -> dict:
-    return {"exc_type": exc_type, "exc_path": path or f"crm_common.errors.{exc_type}",
-            "value": message, "exc_args": [message, details]}
+def _slow(sleep=1.0):
+    time.sleep(sleep)
+    return "late"
 
 
-class FakeNamekoService:
-    """Answers ``<service>.<method>`` like nameko would; records the headers it saw."""
+def _raises(exc):
+    def handler(**_):
+        raise exc
+    return handler
 
-    def __init__(self, service: str):
-        self.service = service
-        self.seen_headers: list[dict] = []
-        self._ready = threading.Event()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        assert self._ready.wait(10), "responder did not start"
-        return self
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self._thread.join(10)
-
-    def _handle(self, method: str, kwargs: dict):
-        if method == "echo":
-            return {"result": kwargs, "error": None}
-        if method == "add":
-            return {"result": kwargs["a"] + kwargs["b"], "error": None}
-        if method == "invalid":
-            return {"result": None, "error": _error(
-                "InvalidArgument", "email: is not valid",
-                {"violations": [{"field": "email", "description": "is not valid"}]})}
-        if method == "exists":
-            return {"result": None, "error": _error(
-                "AlreadyExists", "email taken by con_1", {"existing_id": "con_1"})}
-        if method == "missing":
-            return {"result": None, "error": _error("NotFound", "no such contact", {})}
-        if method == "boom":
-            return {"result": None, "error": {"exc_type": "KeyError", "exc_path": "builtins.KeyError",
-                                               "value": "'x'", "exc_args": ["x"]}}
-        if method == "slow":
-            time.sleep(kwargs.get("sleep", 1.0))
-            return {"result": "late", "error": None}
-        return {"result": None, "error": {"exc_type": "MethodNotFound",
-                                          "exc_path": "nameko.exceptions.MethodNotFound",
-                                          "value": method, "exc_args": [method]}}
-
-    def _run(self):
-        conn = pika.BlockingConnection(pika.URLParameters(AMQP_URI))
-        ch = conn.channel()
-        ch.exchange_declare("nameko-rpc", "topic", durable=True)
-        queue = f"rpc-{self.service}"
-        ch.queue_declare(queue, auto_delete=True)
-        ch.queue_bind(queue, "nameko-rpc", routing_key=f"{self.service}.*")
-        ch.basic_qos(prefetch_count=50)
-
-        def on_message(ch_, method, props, body):
-            self.seen_headers.append(dict(props.headers or {}))
-            payload = json.loads(body)
-            assert props.content_type == "application/json"
-            assert payload["args"] == []
-            reply = self._handle(method.routing_key.split(".", 1)[1], payload["kwargs"])
-            ch_.basic_publish("nameko-rpc", props.reply_to, json.dumps(reply),
-                              pika.BasicProperties(correlation_id=props.correlation_id,
-                                                   content_type="application/json"))
-            ch_.basic_ack(method.delivery_tag)
-
-        ch.basic_consume(queue, on_message)
-        self._ready.set()
-        while not self._stop:
-            conn.process_data_events(time_limit=0.1)
-        conn.close()
+HANDLERS = {
+    "echo": lambda **kw: kw,
+    "add": lambda a, b: a + b,
+    "invalid": _raises(InvalidArgument.field("email", "is not valid")),
+    "exists": _raises(AlreadyExists("email taken by con_1", {"existing_id": "con_1"})),
+    "missing": _raises(NotFound("no such contact")),
+    "boom": _raises(KeyError("x")),
+    "slow": _slow,
+}
 
 
 @pytest.fixture(scope="module")
 def service():
-    with FakeNamekoService(f"echo_{uuid.uuid4().hex[:12]}") as svc:
+    with FakeNamekoService(AMQP_URI, f"echo_{uuid.uuid4().hex[:12]}", HANDLERS) as svc:
         yield svc
 
 
@@ -142,7 +87,7 @@ def test_result_round_trip_and_call_id_header(service):
         finally:
             await client.close()
     run(main())
-    assert {"nameko.call_id_stack": ["gateway.Echo.abc123"]} in service.seen_headers
+    assert {"nameko.call_id_stack": ["gateway.Echo.abc123"]} in [headers for _, _, headers in service.requests]
 
 
 def test_typed_errors_round_trip(service):

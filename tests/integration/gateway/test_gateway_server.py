@@ -30,7 +30,7 @@ from crm.v1 import common_pb2, contacts_pb2, contacts_pb2_grpc, loyalty_pb2, loy
 from crm_common.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,  # noqa: E402
                                VersionConflict)
 from crm_gateway.server import Gateway  # noqa: E402
-from crm_gateway.testing import FakeNamekoService  # noqa: E402
+from support.fake_nameko import FakeNamekoService  # noqa: E402
 
 AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5682/")
 pytestmark = pytest.mark.integration
