@@ -89,3 +89,4 @@ def test_outbox_staging_keeps_events_with_the_state_change():
     update = events.stage_on_update({"$set": {"x": 1}, "$inc": {"version": 1}}, [e2])
     assert update["$set"][f"{events.OUTBOX}.{e2['event_id']}"] == e2
     assert update["$set"]["x"] == 1 and update["$inc"] == {"version": 1, events.OUTBOX_COUNT: 1}
+

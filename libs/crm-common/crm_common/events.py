@@ -18,6 +18,7 @@ from pymongo.collection import Collection
 
 from . import clock
 from .ids import new_id
+from .mongo import update_if
 
 OUTBOX = "_outbox"
 OUTBOX_COUNT = "_outbox_n"
@@ -60,11 +61,8 @@ def stage_on_update(update: dict[str, Any], events: Iterable[dict[str, Any]]) ->
 
 def mark_published(collection: Collection, doc_id: Any, event_id: str) -> bool:
     """Drop one pending event; conditional, so two relays never double-decrement."""
-    result = collection.update_one(
-        {"_id": doc_id, f"{OUTBOX}.{event_id}": {"$exists": True}},
-        {"$unset": {f"{OUTBOX}.{event_id}": ""}, "$inc": {OUTBOX_COUNT: -1}},
-    )
-    return result.modified_count == 1
+    return update_if(collection, doc_id, {f"{OUTBOX}.{event_id}": {"$exists": True}},
+                     {"$unset": {f"{OUTBOX}.{event_id}": ""}, "$inc": {OUTBOX_COUNT: -1}})
 
 
 def publish_staged(collection: Collection, doc_id: Any, events: Iterable[dict[str, Any]],

@@ -41,6 +41,7 @@ from crm_common import clock
 from crm_common import events as ev
 from crm_common.errors import AlreadyExists, FailedPrecondition, NotFound, VersionConflict
 from crm_common.ids import new_id
+from crm_common.mongo import delete_if, update_if
 
 from . import domain
 
@@ -131,8 +132,7 @@ class ContactsStore:
                        staged: list[dict[str, Any]], now: datetime) -> bool:
         """One version-guarded write of ``sets`` + the staged events; False if stale."""
         update = ev.stage_on_update({"$set": {**sets, "updated_at": now}, "$inc": {"version": 1}}, staged)
-        result = self.contacts.update_one({"_id": contact_id, "version": expected_version}, update)
-        return result.matched_count == 1
+        return update_if(self.contacts, contact_id, {"version": expected_version}, update)
 
     def version_conflict(self, contact_id: str, expected_version: Any) -> VersionConflict:
         doc = self.get_doc(contact_id)
@@ -198,9 +198,8 @@ class ContactsStore:
                     f"{domain.describe_key(key)} already belongs to contact {holder}",
                     {"existing_id": holder, "field": key.partition(':')[0] + "s", "key": key})
             # stale: a crash left it behind; take it over unless someone else just did
-            taken = self.keys.update_one({"_id": key, "contact_id": holder},
-                                         {"$set": {"contact_id": contact_id, "claimed_at": now}})
-            if taken.modified_count == 1:
+            if update_if(self.keys, key, {"contact_id": holder},
+                         {"$set": {"contact_id": contact_id, "claimed_at": now}}):
                 log.warning("took over stale dedup claim %s from %s for %s", key, holder, contact_id)
                 return True
         raise AlreadyExists(f"{domain.describe_key(key)} is being claimed concurrently; retry",
@@ -214,7 +213,7 @@ class ContactsStore:
 
     def release_keys(self, keys: Iterable[str], contact_id: str) -> None:
         for key in keys:
-            self.keys.delete_one({"_id": key, "contact_id": contact_id})
+            delete_if(self.keys, key, {"contact_id": contact_id})
 
     def release_all_keys(self, contact_id: str) -> int:
         """Release every claim held by ``contact_id`` (erase: it keeps none)."""

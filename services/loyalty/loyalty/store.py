@@ -67,6 +67,7 @@ from pymongo.errors import DuplicateKeyError
 from crm_common import clock
 from crm_common import events as ev
 from crm_common.errors import VersionConflict
+from crm_common.mongo import update_if
 
 from . import domain
 
@@ -173,8 +174,8 @@ class LoyaltyStore:
                 self.ledger.insert_one(entry)
             except DuplicateKeyError:
                 pass
-            self.versions.update_one({"_id": doc_id, f"{PENDING}.{entry['_id']}": {"$exists": True}},
-                                     {"$unset": {f"{PENDING}.{entry['_id']}": ""}, "$inc": {PENDING_COUNT: -1}})
+            update_if(self.versions, doc_id, {f"{PENDING}.{entry['_id']}": {"$exists": True}},
+                      {"$unset": {f"{PENDING}.{entry['_id']}": ""}, "$inc": {PENDING_COUNT: -1}})
 
     def materialize_leftovers(self, older_than: timedelta = timedelta(seconds=5), limit: int = 500) -> int:
         """Ledger entries left on a version by a crash between the insert and step 1."""
@@ -192,11 +193,9 @@ class LoyaltyStore:
         summary = {"version": version, "member_id": state.member_id, "status": state.status,
                    "tier": state.tier, "balance": state.balance, "enrolled_at": state.enrolled_at,
                    "due_at": domain.next_due(state, t), "updated_at": t}
-        try:
-            self.members.update_one({"_id": contact_id, "version": {"$lte": version}},
-                                    {"$set": summary, "$setOnInsert": {"created_at": t}}, upsert=True)
-        except DuplicateKeyError:
-            pass  # the head is already at a newer version
+        # no-op when the head is already at a newer version
+        update_if(self.members, contact_id, {"version": {"$lte": version}},
+                  {"$set": summary, "$setOnInsert": {"created_at": t}}, upsert=True)
 
     # -- queries ----------------------------------------------------------------------
     def due_members(self, now: datetime, limit: int = 500) -> list[str]:
