@@ -40,8 +40,8 @@ class LoyaltyServicer(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
         if not request.HasField("amount"):
             v.add("amount", "is required")
         else:
-            if request.amount.amount_minor < 0:
-                v.add("amount.amount_minor", "must be at least 0")
+            if request.amount.amount_minor <= 0:
+                v.add("amount.amount_minor", "must be greater than zero")
             if not _CURRENCY.match(request.amount.currency):
                 v.add("amount.currency", "must be an ISO 4217 code (three upper-case letters)")
         check(v)

@@ -20,7 +20,8 @@ from crm_common.ids import derived_id, new_id
 from crm_common.nameko.base import CrmService, rpc
 from crm_common.nameko.handlers import handles
 from crm_common.nameko.mongo import MongoStore
-from crm_common.validation import Violations, page_size, plain_int, plain_str
+from crm_common.validation import Violations, plain_int, plain_str
+from crm_common.validation import page_size as page_size_of
 
 from . import domain
 from . import events as E
@@ -158,7 +159,7 @@ class ContactsService(CrmService):
     @rpc
     def search_contacts(self, text=None, tag=None, lifecycle_stage=None, owner=None, page_size=50,
                         page_token=None):
-        size = _page_size(page_size)
+        size = page_size_of(page_size)
         pattern = domain.search_pattern(text)
         v = Violations()
         if tag not in (None, ""):
@@ -236,7 +237,7 @@ class ContactsService(CrmService):
 
     @rpc
     def list_timeline(self, contact_id, page_size=50, page_token=None):
-        size = _page_size(page_size)
+        size = page_size_of(page_size)
         doc = self.store.get_doc(contact_id)
         after = domain.decode_timeline_token(page_token)
         docs = self.store.timeline_page(doc["_id"], after, size + 1)
@@ -279,8 +280,3 @@ class ContactsService(CrmService):
         counts = self.store.count_by_stage()
         for stage in domain.LIFECYCLE_STAGES:
             CONTACTS_TOTAL.labels(stage).set(counts.get(stage, 0))
-
-
-def _page_size(value):
-    return page_size(value, default=50, maximum=200)
-
