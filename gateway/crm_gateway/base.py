@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 import uuid
 from typing import Any, Awaitable, Callable
@@ -20,6 +21,18 @@ log = logging.getLogger("crm_gateway.access")
 DEFAULT_TIMEOUT = 10.0   # seconds, when the caller sets no deadline
 MAX_TIMEOUT = 30.0       # cap on the AMQP timeout, whatever the caller's deadline
 MAX_PAGE_SIZE = 500
+REQUEST_ID = "x-request-id"   # metadata key: the caller may set it; every reply carries it
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+def request_id(context: grpc.aio.ServicerContext, method: str) -> str:
+    """The caller's ``x-request-id`` when well-formed, else a new one. It becomes the
+    root of nameko's call-id stack, so it is in every log line the request causes,
+    across services and event handlers."""
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID and isinstance(value, str) and _REQUEST_ID_RE.match(value):
+            return value
+    return f"gateway.{method}.{uuid.uuid4().hex}"
 
 
 class Call:
@@ -67,7 +80,7 @@ def rpc_method(fn: Callable[[Any, Any, Call], Awaitable[Any]]):
 
     @functools.wraps(fn)
     async def handler(self: Servicer, request: Any, context: grpc.aio.ServicerContext):
-        call_id = f"gateway.{method}.{uuid.uuid4().hex}"
+        call_id = request_id(context, method)
         t0 = time.perf_counter()
         try:
             call = Call(self.rpc, call_id,
@@ -84,7 +97,9 @@ def rpc_method(fn: Callable[[Any, Any, Call], Awaitable[Any]]):
                 log.info("rpc", extra={"call_id": call_id, "grpc_method": method,
                                        "grpc_code": status.code.name, "duration_ms": round(ms, 2),
                                        "error": f"{type(exc).__name__}: {exc}"})
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            await context.abort(status.code, status.details,
+                                tuple(status.trailing_metadata or ()) + ((REQUEST_ID, call_id),))
+        context.set_trailing_metadata(((REQUEST_ID, call_id),))
         if log.isEnabledFor(logging.INFO):
             log.info("rpc", extra={"call_id": call_id, "grpc_method": method, "grpc_code": "OK",
                                    "duration_ms": round((time.perf_counter() - t0) * 1000, 2)})

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import urllib.request
+import uuid
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from crm.v1 import contacts_pb2
-from helpers import new_contact, stubs
+from helpers import member_or_none, new_contact, stubs, wait_for
 
 
 def test_health_reports_serving(channel):
@@ -46,3 +47,23 @@ def test_every_process_exposes_metrics_with_the_agreed_names(stack, channel):
 
     loyalty = scrape(stack.metrics_ports["loyalty"])
     assert 'crm_events_handled_total{event="contact_created",outcome="ok",service="loyalty"}' in loyalty
+
+
+def test_the_request_id_follows_a_request_through_every_service_and_handler(stack, channel):
+    contacts, loyalty = stubs(channel)
+    rid = f"e2e-{uuid.uuid4().hex}"
+    contact = contacts_pb2.Contact(given_name="Trace", emails=[contacts_pb2.Email(address=f"{rid}@example.com")])
+    contact.consents["loyalty"].CopyFrom(contacts_pb2.Consent(granted=True, source="e2e"))
+    created, call = contacts.CreateContact.with_call(contacts_pb2.CreateContactRequest(contact=contact),
+                                                     metadata=(("x-request-id", rid),), timeout=10)
+    assert dict(call.trailing_metadata())["x-request-id"] == rid
+    wait_for(lambda: member_or_none(loyalty, created.id))
+
+    def lines(name, *words):
+        text = (stack.run_dir / "log" / f"{name}.log").read_text()
+        return [line for line in text.splitlines() if rid in line and all(w in line for w in words)]
+
+    # gateway -> contacts.create_contact -> loyalty's handler of contact_created (which
+    # enrols) -> contacts' handler of member_enrolled (timeline): one id all the way.
+    wait_for(lambda: lines("gateway", "CreateContact") and lines("contacts", "rpc create_contact")
+             and lines("loyalty", "eventhandler") and lines("contacts", "eventhandler on_member_enrolled"))
