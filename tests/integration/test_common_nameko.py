@@ -95,3 +95,8 @@ def test_failing_handler_is_parked_then_replayable(pair, rpc):
     assert "cannot handle bad things" in parked["error"]
     assert rpc(cfg).consumer_t.replay_parked_events() == {"replayed": 1}
     assert cdb.parked_events.count_documents({}) == 1  # still failing: parked again
+
+
+def test_ping_proves_broker_and_database(pair, rpc):
+    cfg, pdb, cdb = pair
+    assert rpc(cfg).producer_t.ping() == {"service": "producer_t", "ok": True}

@@ -34,6 +34,9 @@ class CrmService:
 
     @rpc
     def ping(self):
+        """Readiness: answering proves the broker and the worker pool; the database
+        ping proves the store (raises when it is unreachable)."""
+        self.store.db.command("ping")
         return {"service": self.name, "ok": True}
 
     @rpc
