@@ -43,7 +43,8 @@ install_rabbitmq() {
 
 build_ferretdb() {
   if [ -x "$FERRETDB_BIN" ]; then return; fi
-  command -v go >/dev/null 2>&1 || { log "Go is required to build FerretDB"; exit 1; }
+  command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
+  command -v go >/dev/null 2>&1 || { log "Go is required to build FerretDB (https://go.dev/dl/)"; exit 1; }
   log "building FerretDB v1.24.2 (first time only, ~1 min)"
   (cd "$ROOT/tools/ferretdb" && go build -o ferretdb .)
 }
