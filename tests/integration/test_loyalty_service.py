@@ -342,3 +342,22 @@ def test_expiry_consumes_oldest_first_and_publishes(loyalty):
     assert svc.expire_due_points() == {"expired_members": 1, "points": 20}
     assert svc.get_member(cid)["balance"] == 0 and ledger_sum(db, cid) == 0
     assert [e["kind"] for e in svc.list_ledger(cid)["entries"]] == ["expire", "expire", "redeem", "earn", "earn"]
+
+
+def test_expiry_with_two_replicas_racing_expires_each_lot_once(loyalty, start_service, rpc):
+    cfg, svc, db = loyalty(LOYALTY_POINTS_TTL_SECONDS=1)
+    start_service(LoyaltyService, cfg)  # a second replica: same queues, same database, its own timers
+    members = [new_contact_id() for _ in range(6)]
+    for cid in members:
+        svc.enroll(cid)
+        svc.earn_points(cid, "shop", f"order-{cid}", eur(1500))
+    time.sleep(1.2)
+    proxies = [rpc(cfg).loyalty for _ in range(8)]  # calls land on both replicas
+    results = list(eventlet.GreenPool(8).imap(lambda p: p.expire_due_points(), proxies))
+    assert sum(r["points"] for r in results) == 6 * 15
+    for cid in members:
+        assert svc.get_member(cid)["balance"] == 0 and ledger_sum(db, cid) == 0
+        assert [e["kind"] for e in svc.list_ledger(cid)["entries"]] == ["expire", "earn"]
+        wait_for(lambda: events_of(cid, "points_expired"))
+    time.sleep(0.3)
+    assert all(len(events_of(cid, "points_expired")) == 1 for cid in members)
