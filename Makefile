@@ -8,7 +8,7 @@ PY := .venv/bin/python
         run-contacts run-loyalty run-gateway grpcurl logs clean
 
 help: ## list the workflows
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 install: deps infra-install proto ## install everything: Python deps (uv), RabbitMQ, FerretDB, generated gRPC code
 
