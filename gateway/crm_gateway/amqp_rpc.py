@@ -299,6 +299,10 @@ class AmqpRpcClient:
             reply_to=self.reply_key,
             correlation_id=correlation_id,
             headers={CALL_ID_STACK_HEADER: [call_id]},
+            # A request still queued when its caller's deadline passes (the service is
+            # down or swamped) is dropped by the broker instead of being executed late,
+            # after the caller was told DEADLINE_EXCEEDED.
+            expiration=str(max(1, int(timeout * 1000))),
         )
         loop = self._loop
         future = loop.create_future()

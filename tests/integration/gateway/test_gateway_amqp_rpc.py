@@ -153,6 +153,32 @@ def test_unknown_service_is_unavailable_fast():
     run(main())
 
 
+def test_a_request_queued_past_its_deadline_is_never_executed():
+    # The service's queue exists (it was running) but nobody consumes (it is down).
+    service = f"down_{uuid.uuid4().hex[:8]}"
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP_URI))
+    ch = conn.channel()
+    ch.exchange_declare("nameko-rpc", "topic", durable=True)
+    ch.queue_declare(f"rpc-{service}", auto_delete=False)
+    ch.queue_bind(f"rpc-{service}", "nameko-rpc", routing_key=f"{service}.*")
+
+    async def main():
+        client = await _client()
+        try:
+            with pytest.raises(RpcTimeout):
+                await client.call(service, "create_contact", {"contact": {}}, timeout=0.3)
+        finally:
+            await client.close()
+    try:
+        run(main())
+        time.sleep(0.2)
+        # expired in the queue: a service starting now finds nothing to execute late
+        assert ch.queue_declare(f"rpc-{service}", passive=True).method.message_count == 0
+    finally:
+        ch.queue_delete(f"rpc-{service}")
+        conn.close()
+
+
 class TcpProxy:
     """A TCP relay in front of the broker: dropping it simulates a broker crash/restart."""
 
