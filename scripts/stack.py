@@ -157,7 +157,8 @@ def rpc_ping(amqp_uri: str, service: str, timeout: float = 2) -> dict:
         cid = str(uuid.uuid4())
         ch.basic_publish("nameko-rpc", f"{service}.ping", json.dumps({"args": [], "kwargs": {}}),
                          pika.BasicProperties(reply_to=reply, correlation_id=cid,
-                                              content_type="application/json"),
+                                              content_type="application/json",
+                                              expiration=str(int(timeout * 1000))),
                          mandatory=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
