@@ -198,7 +198,6 @@ class LoyaltyService(CrmService):
     def expire_due_points(self):
         """Expire due lots and move tiers of every member that is due; safe on many replicas
         (each member version is claimed by one insert). Returns what THIS call expired."""
-        self.store.materialize_leftovers()
         policy, members, points = self._policy(), 0, 0
         for contact_id in self.store.due_members(clock.now()):
             done = self._mutate(contact_id, lambda head: domain.review(head.state, contact_id, clock.now(), policy)
