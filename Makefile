@@ -16,8 +16,9 @@ deps: ## Python dependencies into .venv (uv workspace, one lockfile)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
 	@$(UV) sync --frozen -q 2>/dev/null || $(UV) sync -q
 
-infra-install: ## install rabbitmq-server (Debian) and build FerretDB (Go) if missing
+infra-install: ## install rabbitmq-server and promtool (Debian), build FerretDB (Go) if missing
 	@scripts/infra.sh install
+	@scripts/check-monitoring.sh install
 
 proto: ## generate Python code from proto/crm/v1/*.proto
 	@scripts/gen-proto.sh
