@@ -29,7 +29,7 @@ from .store import CONTACTS, ContactsStore, company_to_wire, contact_to_wire, en
 
 log = logging.getLogger(__name__)
 
-CONTACTS_TOTAL = Gauge("crm_contacts_total", "Contacts (not erased) by lifecycle stage", ["lifecycle_stage"])
+CONTACTS_TOTAL = Gauge("crm_contacts", "Contacts (not erased) by lifecycle stage", ["lifecycle_stage"])
 GAUGE_INTERVAL_SECONDS = 30
 MAX_RETRIES = 5
 
