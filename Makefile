@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 
 .PHONY: help install deps infra-install proto up down status demo test test-unit test-integration test-e2e \
-        run-contacts run-loyalty run-gateway grpcurl logs clean
+        run-contacts run-loyalty run-gateway grpcurl bench logs clean
 
 help: ## list the workflows
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -66,6 +66,13 @@ grpcurl: tools/bin/grpcurl ## build grpcurl (a gRPC command-line client) into to
 
 tools/bin/grpcurl:
 	GOBIN=$(CURDIR)/tools/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
+
+bench: install tools/bin/ghz ## measure the CRM against its transport floor (starts or reuses the stack; not a test)
+	@scripts/infra.sh up
+	@$(PY) -m bench
+
+tools/bin/ghz:
+	GOBIN=$(CURDIR)/tools/bin go install github.com/bojand/ghz/cmd/ghz@v0.93.0
 
 logs: ## follow the logs of the local stack
 	@tail -F var/log/*.log
