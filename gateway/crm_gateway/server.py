@@ -20,13 +20,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from crm.v1 import contacts_pb2, contacts_pb2_grpc, loyalty_pb2, loyalty_pb2_grpc
+from crm.v1 import (contacts_pb2, contacts_pb2_grpc, diagnostics_pb2, diagnostics_pb2_grpc, loyalty_pb2,
+                    loyalty_pb2_grpc)
 from crm_common import config
 
 from . import logs, metrics
 from .amqp_rpc import AmqpRpcClient
 from .base import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from .contacts import ContactsServicer
+from .diagnostics import DiagnosticsServicer
 from .loyalty import LoyaltyServicer
 
 log = logging.getLogger("crm_gateway.server")
@@ -34,6 +36,7 @@ log = logging.getLogger("crm_gateway.server")
 SERVICE_NAMES = (
     contacts_pb2.DESCRIPTOR.services_by_name["ContactsService"].full_name,
     loyalty_pb2.DESCRIPTOR.services_by_name["LoyaltyService"].full_name,
+    diagnostics_pb2.DESCRIPTOR.services_by_name["Diagnostics"].full_name,
 )
 
 
@@ -56,6 +59,10 @@ class Gateway:
         loyalty_pb2_grpc.add_LoyaltyServiceServicer_to_server(
             LoyaltyServicer(self.rpc, default_timeout=default_timeout, max_timeout=max_timeout,
                             service=loyalty_service), self.server)
+        diagnostics_pb2_grpc.add_DiagnosticsServicer_to_server(
+            DiagnosticsServicer(self.rpc, default_timeout=default_timeout, max_timeout=max_timeout,
+                                services={"contacts": contacts_service, "loyalty": loyalty_service}),
+            self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
