@@ -54,10 +54,10 @@ test-e2e: install ## end-to-end tests only
 	@scripts/test.sh e2e
 
 run-contacts: ## run the contacts service in the foreground (needs `scripts/infra.sh up`)
-	.venv/bin/nameko run --config services/contacts/config.yaml contacts.service:ContactsService
+	.venv/bin/crm-service contacts
 
 run-loyalty: ## run the loyalty service in the foreground
-	.venv/bin/nameko run --config services/loyalty/config.yaml loyalty.service:LoyaltyService
+	.venv/bin/crm-service loyalty
 
 run-gateway: ## run the gateway in the foreground
 	.venv/bin/crm-gateway

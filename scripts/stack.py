@@ -29,12 +29,9 @@ BIN = ROOT / ".venv" / "bin"
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5682/"
 DEFAULT_MONGODB_URL = "mongodb://127.0.0.1:27217/"
 
-# name -> (service dir, service class); order = start order (consumers before producers,
-# so event queues exist before the first event is published).
-SERVICES = {
-    "loyalty": ("services/loyalty", "loyalty.service:LoyaltyService"),
-    "contacts": ("services/contacts", "contacts.service:ContactsService"),
-}
+# Start order: consumers before producers, so event queues exist before the first
+# event is published. Each runs as `crm-service NAME` (crm_common.launcher).
+SERVICES = ["loyalty", "contacts"]
 METRICS_PORTS = {"gateway": 9100, "contacts": 9101, "loyalty": 9102}
 
 
@@ -52,8 +49,7 @@ class Stack:
     def command(self, name: str) -> list[str]:
         if name == "gateway":
             return [str(BIN / "crm-gateway")]
-        directory, service_class = SERVICES[name]
-        return [str(BIN / "nameko"), "run", "--config", f"{directory}/config.yaml", service_class]
+        return [str(BIN / "crm-service"), name]
 
     def environment(self, name: str) -> dict[str, str]:
         env = dict(os.environ, AMQP_URI=self.amqp_uri, MONGODB_URL=self.mongodb_url,

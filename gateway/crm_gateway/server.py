@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from crm.v1 import (contacts_pb2, contacts_pb2_grpc, diagnostics_pb2, diagnostics_pb2_grpc, loyalty_pb2,
                     loyalty_pb2_grpc)
-from crm_common import config
+from crm_common import config, probes
 
 from . import logs, metrics
 from .amqp_rpc import AmqpRpcClient
@@ -106,14 +106,16 @@ class Gateway:
 
 async def serve() -> None:
     addr = os.environ.get("GATEWAY_ADDR", "127.0.0.1:50051")
-    metrics_port = config.metrics_port(default=9100)
-    if metrics_port:
-        from prometheus_client import start_http_server
-        start_http_server(metrics_port)
-        log.info("metrics listening", extra={"metrics_port": metrics_port})
     gw = Gateway(addr, config.amqp_uri(),
                  default_timeout=float(os.environ.get("GATEWAY_DEFAULT_TIMEOUT", DEFAULT_TIMEOUT)),
                  max_timeout=float(os.environ.get("GATEWAY_MAX_TIMEOUT", MAX_TIMEOUT)))
+    metrics_port = config.metrics_port(default=9100)
+    if metrics_port:
+        # /metrics, /healthz, /readyz (ready = connected to the broker); Kubernetes may
+        # use these or the native gRPC health checks, which follow the same state.
+        probes.add_check("broker", lambda: None if gw.rpc.connected else "AMQP connection is down")
+        probes.serve(metrics_port)
+        log.info("metrics listening", extra={"metrics_port": metrics_port})
     await gw.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,6 +1,8 @@
 """Small client-side helpers for the end-to-end tests (what an app would write)."""
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 import uuid
 
 import grpc
@@ -40,3 +42,12 @@ def member_or_none(loyalty, contact_id):
 
 def money(amount_minor: int, currency: str = "EUR"):
     return common_pb2.Money(amount_minor=amount_minor, currency=currency)
+
+
+def probe(port: int, path: str) -> int:
+    """HTTP status of a process's ops endpoint (/healthz, /readyz, /metrics)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code

@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from crm.v1 import contacts_pb2
-from helpers import member_or_none, new_contact, stubs, wait_for
+from helpers import member_or_none, new_contact, probe, stubs, wait_for
 
 
 def test_health_reports_serving(channel):
@@ -23,6 +23,11 @@ def test_reflection_lists_both_services(channel):
                                                 timeout=5)
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert {"crm.v1.ContactsService", "crm.v1.LoyaltyService", "grpc.health.v1.Health"} <= names
+
+
+def test_every_process_is_alive_and_ready(stack):
+    for name, port in stack.metrics_ports.items():
+        assert (name, probe(port, "/healthz"), probe(port, "/readyz")) == (name, 200, 200)
 
 
 def scrape(port: int) -> str:

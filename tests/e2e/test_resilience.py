@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from crm.v1 import contacts_pb2
-from helpers import member_or_none, new_contact, stubs, wait_for
+from helpers import member_or_none, new_contact, probe, stubs, wait_for
 from support.infra import rabbitmqctl
 
 
@@ -34,8 +34,13 @@ def test_broker_outage_is_unavailable_then_recovers_without_restarting_the_gatew
         with pytest.raises(grpc.RpcError) as exc:
             contacts.GetContact(get, timeout=5)
         assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+        # Unready (out of the load balancer), but alive: a restart would not help.
+        for name in ("gateway", "contacts", "loyalty"):
+            port = stack.metrics_ports[name]
+            assert (name, probe(port, "/readyz"), probe(port, "/healthz")) == (name, 503, 200)
     finally:
         rabbitmqctl("start_app")
     recovered = wait_for(lambda: contacts.GetContact(get, timeout=2), timeout=60, interval=0.5)
     assert recovered.id == contact.id
+    wait_for(lambda: all(probe(port, "/readyz") == 200 for port in stack.metrics_ports.values()))
     assert stack.procs["gateway"].poll() is None  # the same gateway process, never restarted

@@ -2,7 +2,10 @@
 publish-after-store, relay of events left pending, idempotent handlers, parking."""
 from __future__ import annotations
 
+import socket
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -10,9 +13,11 @@ from support.waiting import wait_for
 from nameko.rpc import rpc
 
 from crm_common import events as ev
+from crm_common import probes
 from crm_common.nameko.base import CrmService
 from crm_common.nameko.handlers import handles
 from crm_common.nameko.mongo import MongoStore
+from crm_common.nameko.observe import broker_check
 
 
 class Store:
@@ -100,3 +105,41 @@ def test_failing_handler_is_parked_then_replayable(pair, rpc):
 def test_ping_proves_broker_and_database(pair, rpc):
     cfg, pdb, cdb = pair
     assert rpc(cfg).producer_t.ping() == {"service": "producer_t", "ok": True}
+
+
+def test_echo_is_a_no_op_round_trip(pair, rpc):
+    cfg, pdb, _ = pair
+    assert rpc(cfg).producer_t.echo({"payload": "x" * 64}) == {"payload": "x" * 64}
+    assert rpc(cfg).producer_t.echo() is None
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_probe_endpoint_reports_liveness_readiness_and_metrics(pair, amqp_uri):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    probes.serve(port, addr="127.0.0.1")
+    base = f"http://127.0.0.1:{port}"
+    # Each started service registered its broker and database checks, and they pass.
+    assert {"producer_t.broker", "producer_t.database", "consumer_t.database"} <= set(probes.check_names())
+    assert get(f"{base}/readyz") == (200, "ready\n")
+    assert get(f"{base}/healthz") == (200, "ok\n")
+    status, body = get(f"{base}/metrics")
+    assert status == 200 and "crm_rpc_requests_total" in body
+
+    # An unreachable broker makes the process unready (503, naming the check), not dead.
+    probes.add_check("test.unreachable_broker", broker_check("amqp://guest:guest@127.0.0.1:1/"))
+    try:
+        status, body = get(f"{base}/readyz")
+        assert status == 503 and body.startswith("test.unreachable_broker: ")
+        assert get(f"{base}/healthz")[0] == 200
+    finally:
+        probes.remove_check("test.unreachable_broker")
+    assert get(f"{base}/readyz")[0] == 200

@@ -1,7 +1,7 @@
 """Prometheus metrics, one naming scheme for every CRM process (DESIGN.md §10)."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 RPC_REQUESTS = Counter("crm_rpc_requests_total", "RPC entrypoint calls by outcome",
                        ["service", "method", "outcome"])
@@ -17,12 +17,3 @@ EVENTS_PARKED = Gauge("crm_events_parked", "Event deliveries parked after failin
 STORE_DURATION = Histogram("crm_store_duration_seconds", "Time spent in store (database) calls",
                            ["service", "operation"],
                            buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1))
-
-_started: set[int] = set()
-
-
-def serve(port: int) -> None:
-    """Expose /metrics on ``port`` once per process (0 = disabled)."""
-    if port and port not in _started:
-        start_http_server(port)
-        _started.add(port)

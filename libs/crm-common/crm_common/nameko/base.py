@@ -1,5 +1,5 @@
 """What every CRM nameko service has: metrics and call ids, the event outbox and its
-relay, ``ping``, and replay of parked event deliveries."""
+relay, ``ping``, ``echo``, and replay of parked event deliveries."""
 from __future__ import annotations
 
 from nameko.rpc import rpc as nameko_rpc
@@ -38,6 +38,12 @@ class CrmService:
         ping proves the store (raises when it is unreachable)."""
         self.store.db.command("ping")
         return {"service": self.name, "ok": True}
+
+    @rpc
+    def echo(self, payload=None):
+        """A no-op round trip: touches nothing, returns ``payload``. The floor the
+        benchmark measures the full gateway → broker → service hop against."""
+        return payload
 
     @rpc
     def replay_parked_events(self, limit=100):

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from nameko.extensions import DependencyProvider
+import pymongo
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from .. import config
+from .. import config, probes
+
+PROBE_TIMEOUT_SECONDS = 2
 
 
 class MongoStore(DependencyProvider):
@@ -17,6 +20,7 @@ class MongoStore(DependencyProvider):
     ``store_factory`` is the service's repository class; it may define a
     ``ensure_indexes(db)`` classmethod, called once at start-up.
     Config keys (YAML or env): ``MONGODB_URL``, ``MONGODB_DATABASE``.
+    Registers the readiness check that the database answers a ping.
     """
 
     def __init__(self, store_factory: Callable[[Database], Any]):
@@ -34,8 +38,15 @@ class MongoStore(DependencyProvider):
         ensure = getattr(self.store_factory, "ensure_indexes", None)
         if ensure:
             ensure(self.db)
+        self._check_name = f"{self.container.service_name}.database"
+        probes.add_check(self._check_name, self._ping)
+
+    def _ping(self) -> None:
+        with pymongo.timeout(PROBE_TIMEOUT_SECONDS):
+            self.db.command("ping")
 
     def stop(self) -> None:
+        probes.remove_check(getattr(self, "_check_name", ""))
         if self.client is not None:
             self.client.close()
 

@@ -5,21 +5,35 @@ import logging
 import time
 import weakref
 
+from kombu import Connection
+from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 from nameko.timer import Timer
 
-from .. import metrics
+from .. import metrics, probes
 from ..errors import CrmError
 from . import context
 
 log = logging.getLogger("crm.worker")
 
+PROBE_TIMEOUT_SECONDS = 2
+
+
+def broker_check(amqp_uri: str):
+    """Readiness: a fresh AMQP connection opens (and is closed again) within the timeout."""
+    def check():
+        with Connection(amqp_uri, connect_timeout=PROBE_TIMEOUT_SECONDS) as conn:
+            conn.connect()
+    return check
+
 
 class Observe(DependencyProvider):
     """Times every RPC and counts its outcome; sets the call id for log lines.
 
-    Starts the ``/metrics`` endpoint on ``METRICS_PORT`` (config or env; 0 = off).
+    Starts the ops endpoint (``/metrics``, ``/healthz``, ``/readyz``, see
+    :mod:`crm_common.probes`) on ``METRICS_PORT`` (config or env; 0 = off) and
+    registers the readiness check that the broker is reachable.
     Event-handler outcomes are counted by :mod:`crm_common.nameko.handlers`, which
     knows about duplicates and parking.
     """
@@ -27,7 +41,17 @@ class Observe(DependencyProvider):
     def setup(self) -> None:
         self._started: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
         port = self.container.config.get("METRICS_PORT")
-        metrics.serve(int(port) if port not in (None, "") else 0)
+        self._check_name = f"{self.container.service_name}.broker"
+        amqp_uri = self.container.config.get(AMQP_URI_CONFIG_KEY)
+        if amqp_uri:
+            probes.add_check(self._check_name, broker_check(amqp_uri))
+        probes.serve(int(port) if port not in (None, "") else 0)
+
+    def stop(self) -> None:
+        probes.remove_check(self._check_name)
+
+    def kill(self) -> None:
+        self.stop()
 
     def worker_setup(self, worker_ctx) -> None:
         context.set_current(worker_ctx)
