@@ -1,0 +1,135 @@
+"""Render every Kustomize variant of deploy/k8s with the pinned kustomize binary.
+
+Variants: each overlay as it is, each opt-in component on top of the dev overlay (so every
+component is rendered at least once), and prod with every component (the full picture).
+
+    python scripts/k8s_render.py [OUT_DIR]     writes OUT_DIR/<variant>.yaml (default var/k8s)
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from k8s_pins import KUSTOMIZE_MODULE, KUSTOMIZE_VERSION
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "deploy" / "k8s"
+TOOLS_BIN = ROOT / "tools" / "bin"
+KUSTOMIZE = TOOLS_BIN / "kustomize"
+OUT_DIR = ROOT / "var" / "k8s"
+
+
+def go_binary() -> str:
+    # /usr/local/go/bin is where Go lives on these machines when a shell did not add it to PATH
+    found = shutil.which("go") or "/usr/local/go/bin/go"
+    if not Path(found).exists():
+        raise RuntimeError("Go is needed to build kustomize and fetch CRDs (not found on PATH or in /usr/local/go/bin)")
+    return found
+
+
+def ensure_kustomize() -> Path:
+    """Build the pinned kustomize into tools/bin unless that exact version is already there."""
+    if KUSTOMIZE.exists():
+        version = subprocess.run([KUSTOMIZE, "version"], capture_output=True, text=True).stdout.strip()
+        if version == KUSTOMIZE_VERSION:
+            return KUSTOMIZE
+    print(f"building kustomize {KUSTOMIZE_VERSION} into {TOOLS_BIN}", file=sys.stderr)
+    subprocess.run([go_binary(), "install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"],
+                   env={**os.environ, "GOBIN": str(TOOLS_BIN)}, check=True)
+    return KUSTOMIZE
+
+
+@dataclass
+class Variant:
+    name: str              # dev, prod, dev+keda, prod+all ...
+    kustomization: Path    # the directory `kustomize build` renders
+    components: list[str]  # component names in it (the overlay's own and the added ones)
+
+
+def _listed_components(overlay: Path) -> list[str]:
+    spec = yaml.safe_load((overlay / "kustomization.yaml").read_text()) or {}
+    return [Path(os.path.normpath(overlay / c)).name for c in spec.get("components") or []]
+
+
+def _dirs_with_kustomization(parent: Path) -> list[Path]:
+    return sorted(p for p in parent.glob("*") if (p / "kustomization.yaml").is_file())
+
+
+def _stacked(name: str, overlay: Path, components: list[Path], work: Path) -> Path:
+    """A throwaway kustomization (under var/) = the overlay plus the given components."""
+    here = work / name
+    here.mkdir(parents=True, exist_ok=True)
+    rel = lambda p: os.path.relpath(p, here)  # noqa: E731 - kustomize wants relative paths
+    spec = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "resources": [rel(overlay)], "components": [rel(c) for c in components]}
+    (here / "kustomization.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return here
+
+
+def variants(work: Path = OUT_DIR / "variants") -> list[Variant]:
+    overlays = {p.name: p for p in _dirs_with_kustomization(K8S / "overlays")}
+    components = {p.name: p for p in _dirs_with_kustomization(K8S / "components")}
+    found = [Variant(name, path, _listed_components(path)) for name, path in overlays.items()]
+    if "dev" in overlays:
+        in_dev = _listed_components(overlays["dev"])
+        for name, path in components.items():
+            if name not in in_dev:
+                found.append(Variant(f"dev+{name}", _stacked(f"dev+{name}", overlays["dev"], [path], work),
+                                     in_dev + [name]))
+    if "prod" in overlays:
+        in_prod = _listed_components(overlays["prod"])
+        extra = [name for name in components if name not in in_prod]
+        if extra:
+            found.append(Variant("prod+all", _stacked("prod+all", overlays["prod"],
+                                                      [components[n] for n in extra], work),
+                                 in_prod + extra))
+    return found
+
+
+def build(kustomization: Path) -> str:
+    """`kustomize build`; raises RuntimeError with kustomize's own message on failure."""
+    done = subprocess.run([ensure_kustomize(), "build", kustomization], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip() or f"kustomize build {kustomization} failed")
+    return done.stdout
+
+
+def parse(text: str) -> list[dict]:
+    return [doc for doc in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if doc]
+
+
+def render_all(out_dir: Path = OUT_DIR) -> dict[str, list[dict] | RuntimeError]:
+    """Render every variant into out_dir/<variant>.yaml; a variant that fails maps to its error."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rendered: dict[str, list[dict] | RuntimeError] = {}
+    for variant in variants(out_dir / "variants"):
+        try:
+            text = build(variant.kustomization)
+        except RuntimeError as failure:
+            rendered[variant.name] = failure
+            continue
+        (out_dir / f"{variant.name}.yaml").write_text(text)
+        rendered[variant.name] = parse(text)
+    return rendered
+
+
+def main() -> int:
+    out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT_DIR
+    failed = 0
+    for name, result in render_all(out_dir).items():
+        if isinstance(result, RuntimeError):
+            failed += 1
+            print(f"FAIL {name}: {result}")
+        else:
+            print(f"ok   {name}: {len(result)} objects -> {out_dir / name}.yaml")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
