@@ -1,0 +1,195 @@
+"""``make bench`` / ``python -m bench``: start (or reuse) the local CRM, measure, report.
+
+Settings (environment, or the options of the same name):
+  BENCH_DURATION   seconds per measured run (10)      BENCH_WARMUP  seconds of warm-up (1)
+  BENCH_IN_FLIGHT  requests in flight, e.g. "1,32"    BENCH_LOAD    ghz | python | auto (auto)
+  BENCH_PIPELINE_N contacts per pipeline pass (300)   BENCH_ONLY    floor,product,peer,pipeline
+  BENCH_OUT        where latest.json/.md go (bench/results)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import floors, load, paths, pipeline, procs, report
+from .cpu import find_pid
+
+GROUPS = ("floor", "product", "peer", "pipeline")
+PACED_SHARE = 0.7   # the sustainable pass runs at this share of the enrolment rate the first pass reached
+
+
+@dataclass
+class Config:
+    duration: float = 10.0
+    warmup: float = 1.0
+    in_flight: tuple[int, ...] = (1, 32)
+    pipeline_n: int = 300
+    seed_count: int = 64
+    tool: str = "auto"
+    only: tuple[str, ...] = GROUPS
+
+
+@dataclass
+class Target:
+    """A running CRM: where to call it and which processes to watch."""
+    gateway_addr: str
+    amqp_uri: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, stack) -> "Target":
+        """From a scripts/stack.py Stack (make up's, or the end-to-end tests' private one)."""
+        pids = {name: stack.running_pid(name) for name in ("gateway", "contacts", "loyalty")}
+        pids.update(rabbitmq=find_pid("beam.smp"), ferretdb=find_pid("ferretdb"))
+        return cls(stack.gateway_addr, stack.amqp_uri, {k: v for k, v in pids.items() if v})
+
+
+def local_target() -> Target:
+    """The `make up` stack: started where it is not running, reused where it is."""
+    if not (os.environ.get("AMQP_URI") or os.environ.get("MONGODB_URL")):
+        subprocess.run([str(procs.ROOT / "scripts" / "infra.sh"), "up"], check=True)
+    sys.path.insert(0, str(procs.ROOT / "scripts"))
+    from stack import Stack
+    stack = Stack()
+    stack.up()
+    return Target.of(stack)
+
+
+def run_all(target: Target, cfg: Config, say: Callable[[str], None] = print) -> dict:
+    tool = load.pick_tool(cfg.tool)
+    tool_label = "ghz" if tool == "ghz" else "pyload"
+    watched = {**target.pids, "harness": os.getpid()}
+    results = {"meta": meta(cfg, tool), "rows": [], "pipeline": []}
+    rows = results["rows"]
+
+    def record(scenario: str, group: str, in_flight: int, result: dict, cpu: dict, kind: str = "",
+               load_name: str = "load") -> None:
+        cpu = dict(cpu)
+        cpu[load_name] = result.pop("load_cpu", None)
+        row = {"scenario": scenario, "group": group, "kind": kind, "in_flight": in_flight, **result, "cpu": cpu}
+        rows.append(row)
+        say(f"  {scenario:36s} {in_flight:>3} in flight: {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.2f} ms"
+            f"  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}  [{report.top_cpu(cpu)}]")
+
+    def grpc_load(call, c, pids):
+        return load.run(call, c, cfg.duration, cfg.warmup, tool, pids)
+
+    if "floor" in cfg.only:
+        say("floors")
+        with floors.Echoes(target.amqp_uri).running() as echoes:
+            for c in cfg.in_flight:
+                res, cpu = grpc_load(floors.echo_call(echoes.grpc_addr), c,
+                                     {**watched, "grpc echo server": echoes.pids["grpc echo server"]})
+                record("gRPC echo (grpc.aio, no work)", "floor", c, res, cpu, load_name=tool_label)
+            for c in cfg.in_flight:
+                res, cpu = procs.run_client(procs.module_command("bench.amqp_echo", "client"),
+                                            echoes.amqp_spec(c, cfg.duration, cfg.warmup),
+                                            {**watched, "amqp responder": echoes.pids["amqp responder"]},
+                                            timeout=cfg.duration + cfg.warmup + 60)
+                record("AMQP echo (pika <-> pika)", "floor", c, res, cpu, load_name="pika client")
+        for c in cfg.in_flight:
+            res, cpu = grpc_load(floors.echo_call(target.gateway_addr), c, watched)
+            record(report.FULL_HOP, "floor", c, res, cpu, load_name=tool_label)
+
+    seed = None
+    if "product" in cfg.only or "peer" in cfg.only:
+        say("seeding contacts and members")
+        seed = paths.seed(target.gateway_addr, cfg.seed_count)
+    if "product" in cfg.only:
+        say("product paths through the gateway")
+        for path in paths.paths(target.gateway_addr, seed):
+            for c in cfg.in_flight:
+                res, cpu = grpc_load(path.call, c, watched)
+                record(path.name, "product", c, res, cpu, kind=path.kind, load_name=tool_label)
+    if "peer" in cfg.only:
+        say("peer baseline: nameko ClusterRpcProxy")
+        for c in cfg.in_flight:
+            spec = {"amqp_uri": target.amqp_uri, "contact_ids": seed.contact_ids, "in_flight": c,
+                    "duration": cfg.duration, "warmup": cfg.warmup}
+            res, cpu = procs.run_client(procs.module_command("bench.peer"), spec, watched,
+                                        timeout=cfg.duration + cfg.warmup + 120)
+            record("get contact via ClusterRpcProxy", "peer", c, res, cpu, load_name="proxy client")
+    if "pipeline" in cfg.only:
+        say("event pipeline: consenting contacts -> loyalty enrolment")
+        top = max(cfg.in_flight)
+        first = pipeline.run(target.gateway_addr, target.amqp_uri, cfg.pipeline_n, top, None, watched)
+        passes = [(f"as fast as taken ({top} in flight)", first)]
+        rate = min(report.LAG_RATE_TARGET, round(first["enroll_rps"] * PACED_SHARE))
+        if rate > 0:
+            paced = pipeline.run(target.gateway_addr, target.amqp_uri, cfg.pipeline_n, top, rate, watched)
+            passes.append((f"paced at {rate:.0f}/s", paced))
+        for name, p in passes:
+            p["cpu"]["harness (load)"] = p["cpu"].pop("harness", None)
+            results["pipeline"].append({"scenario": name, **p})
+            say(f"  {name:36s} created {p['create_rps']:.1f}/s enrolled {p['enroll_rps']:.1f}/s"
+                f"  lag p50 {p['lag_p50_ms']:.0f} ms p99 {p['lag_p99_ms']:.0f} ms  errors {p['errors']}")
+
+    add_ratios(rows)
+    results["meta"]["loadavg_end"] = loadavg()
+    results["targets"] = report.evaluate(results)
+    return results
+
+
+def add_ratios(rows: list[dict]) -> None:
+    full_hop = {r["in_flight"]: r["rps"] for r in rows if r["scenario"] == report.FULL_HOP}
+    gateway_get = {r["in_flight"]: r["rps"] for r in rows if r["scenario"] == "get contact"}
+    for r in rows:
+        if full_hop.get(r["in_flight"]):
+            r["ratio_to_full_hop"] = round(r["rps"] / full_hop[r["in_flight"]], 3)
+        if r["group"] == "peer" and r["rps"] and r["in_flight"] in gateway_get:
+            r["gateway_over_peer"] = round(gateway_get[r["in_flight"]] / r["rps"], 2)
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def meta(cfg: Config, tool: str) -> dict:
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=procs.ROOT, capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = "unknown"
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nproc": os.cpu_count(),
+            "loadavg_start": loadavg(), "loadavg_end": None, "platform": platform.platform(),
+            "python": f"Python {platform.python_version()}", "load_tool": load.tool_version(tool),
+            "commit": commit, "duration_s": cfg.duration, "warmup_s": cfg.warmup,
+            "in_flight": list(cfg.in_flight), "pipeline_contacts": cfg.pipeline_n}
+
+
+def parse_args(argv: list[str]) -> tuple[Config, Path]:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=float(env("BENCH_DURATION", 10)))
+    p.add_argument("--warmup", type=float, default=float(env("BENCH_WARMUP", 1)))
+    p.add_argument("--in-flight", default=env("BENCH_IN_FLIGHT", "1,32"))
+    p.add_argument("--pipeline-n", type=int, default=int(env("BENCH_PIPELINE_N", 300)))
+    p.add_argument("--load", choices=("auto", "ghz", "python"), default=env("BENCH_LOAD", "auto"))
+    p.add_argument("--only", default=env("BENCH_ONLY", ",".join(GROUPS)))
+    p.add_argument("--out", type=Path, default=Path(env("BENCH_OUT", procs.ROOT / "bench" / "results")))
+    a = p.parse_args(argv)
+    only = tuple(g for g in a.only.split(",") if g)
+    if set(only) - set(GROUPS):
+        p.error(f"--only takes {','.join(GROUPS)}")
+    cfg = Config(duration=a.duration, warmup=a.warmup, in_flight=tuple(int(c) for c in a.in_flight.split(",")),
+                 pipeline_n=a.pipeline_n, tool=a.load, only=only)
+    return cfg, a.out
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, out = parse_args(sys.argv[1:] if argv is None else argv)
+    target = local_target()
+    results = run_all(target, cfg)
+    print()
+    print(report.render_text(results))
+    report.write(results, out)
+    print(f"\nwritten: {out}/latest.json, {out}/latest.md")
+    return 0
