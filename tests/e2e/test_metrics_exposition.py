@@ -3,10 +3,10 @@ carrying every series the dashboards and alerts read (deploy/k8s/components/moni
 so no panel stays empty and no alert stays silent because of a name or a label value."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 import itertools
 import re
+import shutil
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -37,6 +37,7 @@ UNREACHED_VALUES = {
     ("event", "points_expired"): "points older than LOYALTY_POINTS_TTL_DAYS",
 }
 _ALTERNATION = re.compile(r"[\w.:-]+(?:\|[\w.:-]+)+")
+
 
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
