@@ -228,6 +228,8 @@ def promql(expr: str) -> str:
 
 # Runs in a child .venv python: importing the services pulls in nameko and eventlet,
 # which this process does not need. Importing the modules only defines their metrics.
+# The gateway's metrics all live in crm_gateway.metrics (its server module needs the
+# generated gRPC code, which `make k8s-check` does not build).
 _DUMP_REGISTRY = r"""
 import importlib, json, sys
 from importlib.metadata import entry_points
@@ -236,7 +238,7 @@ from prometheus_client import REGISTRY
 services = [ep.value.split(":")[0] for ep in entry_points(group="crm.services")]
 if not services:
     sys.exit("no entry points in group crm.services: run make deps")
-for module in ["crm_gateway.server", *services]:
+for module in ["crm_gateway.metrics", *services]:
     importlib.import_module(module)
 
 SUFFIXES = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_sum", "_count", "_created"],
