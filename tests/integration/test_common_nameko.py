@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from prometheus_client import REGISTRY
 
 from support.waiting import wait_for
 from nameko.rpc import rpc
@@ -143,3 +144,17 @@ def test_probe_endpoint_reports_liveness_readiness_and_metrics(pair, amqp_uri):
     finally:
         probes.remove_check("test.unreachable_broker")
     assert get(f"{base}/readyz")[0] == 200
+
+
+def test_event_series_exist_from_the_start_and_the_parked_gauge_follows_the_store(pair):
+    _, _, cdb = pair
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, labels)
+
+    # Declared at zero on start, so an alert's increase() sees the very first parking.
+    assert sample("crm_events_handled_total", service="consumer_t", event="thing_made", outcome="parked") is not None
+    assert sample("crm_events_relayed_total", service="producer_t") is not None
+    # The relay timer recounts parked deliveries, so the gauge is right after a restart.
+    cdb.parked_events.insert_one({"_id": "left-over-from-a-previous-process"})
+    wait_for(lambda: sample("crm_events_parked", service="consumer_t") == 1, timeout=15)

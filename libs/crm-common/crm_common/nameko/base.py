@@ -5,8 +5,9 @@ from __future__ import annotations
 from nameko.rpc import rpc as nameko_rpc
 from nameko.timer import timer
 
+from .. import metrics
 from ..errors import CrmError
-from .handlers import replay_parked
+from .handlers import PARKED, replay_parked
 from .observe import Observe
 from .outbox import EventOutbox
 
@@ -54,3 +55,5 @@ class CrmService:
         # Safe with several replicas: a doubly relayed event is deduplicated by consumers.
         for name in self.OUTBOX_COLLECTIONS:
             self.outbox.relay(self.store.db[name])
+        # Refreshed here too, so the gauge (and its alert) survives a restart.
+        metrics.EVENTS_PARKED.labels(self.name).set(self.store.db[PARKED].count_documents({}))

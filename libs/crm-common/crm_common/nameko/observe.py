@@ -46,6 +46,19 @@ class Observe(DependencyProvider):
         if amqp_uri:
             probes.add_check(self._check_name, broker_check(amqp_uri))
         probes.serve(int(port) if port not in (None, "") else 0)
+        self._declare_series()
+
+    def _declare_series(self) -> None:
+        """Create this service's event series at zero, so ``increase()`` in an alert
+        sees the first parked delivery after a (re)start, not only the second."""
+        service = self.container.service_name
+        metrics.EVENTS_RELAYED.labels(service)
+        for entrypoint in self.container.entrypoints:
+            method = getattr(self.container.service_cls, entrypoint.method_name, None)
+            handled = getattr(method, "handles_event", None)
+            if handled:
+                for outcome in ("ok", "parked"):
+                    metrics.EVENTS_HANDLED.labels(service, handled[1], outcome)
 
     def stop(self) -> None:
         probes.remove_check(self._check_name)
