@@ -46,7 +46,7 @@ EXTERNAL_METRICS: dict[str, tuple[str, frozenset[str]]] = {
 }
 # Labels Prometheus adds to every series scraped through the PodMonitors.
 TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "container", "endpoint"})
-# Label values fixed by a library: the gateway records grpc.StatusCode names.
+# Label values fixed by a library: the gateway records go-grpc-prometheus' code spellings.
 GRPC_CODE_LABEL = "grpc_code"
 
 # Grafana's interval variables, replaced by a duration so promtool can parse the query.
@@ -270,11 +270,12 @@ def exported_metrics() -> dict[str, set[str]]:
 
 def metric_problems(uses: list[Use], exported: dict[str, set[str]]) -> list[str]:
     """Unknown metrics, and labels that no metric of the query has."""
-    import grpc   # the gateway's codes are grpc.StatusCode names
+    import grpc
+    from crm_gateway.metrics import code_label   # the spelling the gateway records
 
     known = {name: labels for name, labels in exported.items()}
     known.update({name: set(labels) for name, (_, labels) in EXTERNAL_METRICS.items()})
-    codes = {code.name for code in grpc.StatusCode}
+    codes = {code_label(code) for code in grpc.StatusCode}
     problems = []
     for use in uses:
         query = parse(use.expr)
@@ -294,7 +295,7 @@ def metric_problems(uses: list[Use], exported: dict[str, set[str]]) -> list[str]
                 if m.label == GRPC_CODE_LABEL and m.op in ("=", "=~"):
                     for code in re.split(r"\|", m.value):
                         if re.fullmatch(r"[A-Za-z_]+", code) and code not in codes:
-                            problems.append(f"{use.where}: grpc_code {code!r} is no grpc.StatusCode name")
+                            problems.append(f"{use.where}: grpc_code {code!r} is no gRPC code as the gateway spells it (e.g. NotFound)")
         for label in sorted(query.grouping - in_query):
             problems.append(f"{use.where}: groups by {label!r}, which no metric of the query has")
     return problems

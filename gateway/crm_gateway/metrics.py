@@ -5,6 +5,9 @@
 * ``grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}`` (histogram)
 * ``crm_gateway_amqp_connected`` (gauge, 1 while the RPC client is connected)
 
+``grpc_code`` values are spelled as Go's ``codes.Code.String()`` ("OK", "NotFound",
+"Unavailable"), as go-grpc-prometheus records them, so stock dashboards and alerts work.
+
 Unary-unary methods are measured (every crm.v1 RPC and health Check); streaming
 methods (health Watch, reflection) pass through untouched.
 """
@@ -28,6 +31,15 @@ HANDLING = Histogram("grpc_server_handling_seconds",
 AMQP_CONNECTED = Gauge("crm_gateway_amqp_connected", "1 while the gateway's AMQP RPC client is connected.")
 
 
+# Go spells two codes differently from the CamelCase of Python's names.
+_GO_SPELLING = {"OK": "OK", "CANCELLED": "Canceled"}
+
+
+def code_label(code: grpc.StatusCode) -> str:
+    """grpc.StatusCode.NOT_FOUND -> 'NotFound' (go-grpc-prometheus' grpc_code value)."""
+    return _GO_SPELLING.get(code.name) or "".join(part.capitalize() for part in code.name.split("_"))
+
+
 def split_method(full: str) -> tuple[str, str]:
     """'/crm.v1.ContactsService/GetContact' -> ('crm.v1.ContactsService', 'GetContact')."""
     _, service, method = full.split("/", 2) if full.count("/") >= 2 else ("", "unknown", full)
@@ -46,7 +58,7 @@ class _MethodMetrics:
     def done(self, code: grpc.StatusCode, seconds: float) -> None:
         child = self.handled.get(code)
         if child is None:
-            child = self.handled[code] = HANDLED.labels(*self.labels, code.name)
+            child = self.handled[code] = HANDLED.labels(*self.labels, code_label(code))
         child.inc()
         self.handling.observe(seconds)
 

@@ -31,7 +31,7 @@ FAILURE_ONLY_METRICS = {
 # alert names, alone or in an a|b|c alternation, must be on a live series.
 UNREACHED_VALUES = {
     **{("grpc_code", code): "a server-side gRPC failure"
-       for code in ("UNKNOWN", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED")},
+       for code in ("Unknown", "Internal", "Unavailable", "DeadlineExceeded")},
     ("outcome", "error"): "an RPC that crashed", ("outcome", "internal"): "an RPC that crashed",
     ("outcome", "parked"): "a delivery that failed every retry", ("outcome", "malformed"): "a delivery without an id",
     ("event", "points_expired"): "points older than LOYALTY_POINTS_TTL_DAYS",

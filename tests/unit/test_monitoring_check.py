@@ -25,7 +25,7 @@ def test_matchers_are_anchored_like_promql():
     assert Matcher("q", "=~", "rpc-.+|evt-.+").matches({"q": "evt-contacts-x"})
     assert not Matcher("q", "=~", "rpc-.+").matches({"q": "rpc.reply-gateway-1"})
     assert Matcher("q", "!~", "rpc-.+").matches({})
-    assert Matcher("code", "!=", "OK").matches({"code": "NOT_FOUND"})
+    assert Matcher("code", "!=", "OK").matches({"code": "NotFound"})
 
 
 def test_metric_problems_names_unknown_metrics_labels_and_grpc_codes():
@@ -36,10 +36,10 @@ def test_metric_problems_names_unknown_metrics_labels_and_grpc_codes():
             Use("typo", "crm_rpc_request_total"),
             Use("label", 'crm_rpc_requests_total{outcom="ok"}'),
             Use("group", "sum by (methd) (crm_rpc_requests_total)"),
-            Use("code", 'grpc_server_handled_total{grpc_code=~"INTERNAL|Unavailable"}')]
+            Use("code", 'grpc_server_handled_total{grpc_code=~"Internal|UNAVAILABLE"}')]
     problems = mc.metric_problems(uses, exported)
     assert [p.split(":")[0] for p in problems] == ["typo", "label", "group", "code"]
-    assert "'Unavailable' is no grpc.StatusCode name" in problems[-1]
+    assert "'UNAVAILABLE' is no gRPC code as the gateway spells it" in problems[-1]
 
 
 def test_grafana_intervals_become_durations_for_promtool():

@@ -290,7 +290,7 @@ def test_health_reflection_and_metrics(stack):
     assert {"crm.v1.ContactsService", "crm.v1.LoyaltyService", "grpc.health.v1.Health"} <= names
     labels = {"grpc_type": "unary", "grpc_service": "crm.v1.ContactsService", "grpc_method": "GetContact"}
     ok = REGISTRY.get_sample_value("grpc_server_handled_total", dict(labels, grpc_code="OK"))
-    nf = REGISTRY.get_sample_value("grpc_server_handled_total", dict(labels, grpc_code="NOT_FOUND"))
+    nf = REGISTRY.get_sample_value("grpc_server_handled_total", dict(labels, grpc_code="NotFound"))
     assert ok and ok >= 1 and nf and nf >= 1
     assert REGISTRY.get_sample_value("grpc_server_started_total", labels) >= ok + nf
     assert REGISTRY.get_sample_value("grpc_server_handling_seconds_count", labels) >= ok + nf
