@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 
-.PHONY: help install deps infra-install proto up down status demo test test-unit test-integration test-e2e \
+.PHONY: help install deps infra-install proto up down status demo test test-unit test-integration test-e2e k8s-check \
         run-contacts run-loyalty run-gateway grpcurl bench logs clean
 
 help: ## list the workflows
@@ -52,6 +52,9 @@ test-integration: install ## integration tests only
 
 test-e2e: install ## end-to-end tests only
 	@scripts/test.sh e2e
+
+k8s-check: deps ## deploy/ without a cluster: render every overlay and component, validate (Kubernetes + CRD schemas), monitoring checks, invariant tests
+	@scripts/test.sh deploy
 
 run-contacts: ## run the contacts service in the foreground (needs `scripts/infra.sh up`)
 	.venv/bin/crm-service contacts

@@ -28,6 +28,12 @@ CRD_SOURCES = [
     ("github.com/rabbitmq/cluster-operator/v2@v2.16.0", [
         "config/crd/bases/rabbitmq.com_rabbitmqclusters.yaml",
     ]),
+    ("github.com/rabbitmq/messaging-topology-operator@v1.17.4", [
+        "config/crd/bases/rabbitmq.com_users.yaml",
+        "config/crd/bases/rabbitmq.com_permissions.yaml",
+        "config/crd/bases/rabbitmq.com_vhosts.yaml",
+        "config/crd/bases/rabbitmq.com_policies.yaml",
+    ]),
     ("github.com/mongodb/mongodb-kubernetes-operator@v0.9.0", [
         "config/crd/bases/mongodbcommunity.mongodb.com_mongodbcommunity.yaml",
     ]),

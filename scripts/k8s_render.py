@@ -62,12 +62,22 @@ def _dirs_with_kustomization(parent: Path) -> list[Path]:
 
 
 def _stacked(name: str, overlay: Path, components: list[Path], work: Path) -> Path:
-    """A throwaway kustomization (under var/) = the overlay plus the given components."""
+    """A copy of the overlay (under var/) with more components listed, exactly as a user
+    enables one: the overlay's namespace, labels, images and patches apply to them too."""
     here = work / name
-    here.mkdir(parents=True, exist_ok=True)
-    rel = lambda p: os.path.relpath(p, here)  # noqa: E731 - kustomize wants relative paths
-    spec = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-            "resources": [rel(overlay)], "components": [rel(c) for c in components]}
+    shutil.rmtree(here, ignore_errors=True)
+    shutil.copytree(overlay, here)
+    spec = yaml.safe_load((overlay / "kustomization.yaml").read_text()) or {}
+
+    def from_copy(entry: str) -> str:  # a folder outside the overlay, seen from the copy
+        target = (overlay / entry).resolve()
+        if "://" in entry or target.is_relative_to(overlay.resolve()):
+            return entry
+        return os.path.relpath(target, here)
+
+    for key in ("resources", "components"):
+        spec[key] = [from_copy(entry) for entry in spec.get(key) or []]
+    spec["components"] += [os.path.relpath(c, here) for c in components]
     (here / "kustomization.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return here
 

@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -59,8 +60,9 @@ def _builtin_validator(api_version: str, kind: str) -> jsonschema.protocols.Vali
 # --- custom resources -----------------------------------------------------------------
 
 def _module_dir(module_at_version: str) -> Path:
+    # run outside any Go module (the repository's tools/ferretdb is one) so nothing is edited
     done = subprocess.run([go_binary(), "mod", "download", "-json", module_at_version],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=tempfile.gettempdir())
     info = json.loads(done.stdout) if done.stdout.strip() else {}
     if done.returncode != 0 or "Dir" not in info:
         raise RuntimeError(f"go mod download {module_at_version}: {info.get('Error') or done.stderr.strip()}")

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, integration (in-process nameko under eventlet, real broker
-# and database), end-to-end (a private stack driven through the gRPC gateway).
-#   scripts/test.sh [unit|integration|e2e]...   (default: all three)
+# The whole test suite: unit, deploy (rendered Kubernetes manifests, no cluster: make
+# k8s-check), integration (in-process nameko under eventlet, real broker and database),
+# end-to-end (a private stack driven through the gRPC gateway).
+#   scripts/test.sh [unit|deploy|integration|e2e]...   (default: all four)
 # Starts the local infrastructure if it is not running and stops it again afterwards.
 # A user-supplied AMQP_URI / MONGODB_URL is used instead of the local infrastructure.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-suites=("$@"); [ ${#suites[@]} -eq 0 ] && suites=(unit integration e2e)
+suites=("$@"); [ ${#suites[@]} -eq 0 ] && suites=(unit deploy integration e2e)
 results=var/test-results; rm -rf "$results"; mkdir -p "$results"
 
 started=()   # what this run started, and so stops again
-needs_infra() { for s in "${suites[@]}"; do [ "$s" != unit ] && return 0; done; return 1; }
+needs_infra() { for s in "${suites[@]}"; do [[ "$s" != unit && "$s" != deploy ]] && return 0; done; return 1; }
 if needs_infra && [ -z "${AMQP_URI:-}${MONGODB_URL:-}" ]; then
   before=$(scripts/infra.sh status)
   [[ "$before" == *"rabbitmq: running"* ]] || started+=(rabbitmq)
@@ -31,6 +32,7 @@ run() {  # run NAME CMD... ; pytest's 5 (nothing collected) is not a failure
 for s in "${suites[@]}"; do
   case "$s" in
     unit)        run unit .venv/bin/pytest -p no:pytest_nameko tests/unit -q ;;
+    deploy)      run deploy scripts/k8s-check.sh -q ;;
     # nameko services need eventlet's monkey patching: `nameko test` applies it before pytest.
     integration)
       # the gateway's own tests run on asyncio (no eventlet), the services' under eventlet

@@ -188,8 +188,14 @@ def literal_credentials(value: str) -> bool:
                for password in _URI_PASSWORD.findall(value))
 
 
+# Keys that name an account rather than prove it: a plain value there is no secret.
+IDENTIFIER_KEYS = ("username", "user")
+
+
 def secret_value_violations(where: str, value: str) -> list[str]:
-    return [] if SECRET_MARKER in value else [f"{where}: carries a value without the {SECRET_MARKER} marker"]
+    if SECRET_MARKER in value or where.rsplit(".", 1)[-1].rsplit(" ", 1)[-1] in IDENTIFIER_KEYS:
+        return []
+    return [f"{where}: carries a value without the {SECRET_MARKER} marker"]
 
 
 def secret_violations(objects: list[dict]) -> list[str]:

@@ -101,6 +101,10 @@ def test_secret_checker_decodes_data_and_finds_passwords_in_uris():
     assert secret_violations([secret])
     secret["data"]["AMQP_URI"] = base64.b64encode(b"amqp://crm:CHANGE-ME@rabbitmq:5672/").decode()
     assert secret_violations([secret]) == []
+    secret["data"]["username"] = base64.b64encode(b"contacts").decode()  # names an account, proves nothing
+    assert secret_violations([secret]) == []
+    secret["data"]["password"] = base64.b64encode(b"contacts").decode()
+    assert "data.password" in " ".join(secret_violations([secret]))
     config = {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"URL": "mongodb://crm:hunter2@mongo/"}}
     assert secret_violations([config])
     env = broken(DEPLOYMENT, C + "env", [{"name": "AMQP_URI", "value": "amqp://$(USER):$(PASSWORD)@rabbitmq/"}])

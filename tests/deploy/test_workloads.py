@@ -1,5 +1,7 @@
 """Invariants of the rendered workloads: probes, resources, non-root, PDB and autoscaler,
 namespaces, and ports that match the processes' contract."""
+import warnings
+
 import pytest
 from conftest import variant_names
 
@@ -44,9 +46,30 @@ def test_with_monitoring_every_deployable_is_scraped(objects):
     assert not found, "\n".join(found)
 
 
+def consumed_queues() -> dict[str, set[str]]:
+    """Service name -> the RabbitMQ queues it consumes, from the real nameko entrypoints of
+    every service in the crm.services entry points (nameko's own queue naming)."""
+    from importlib.metadata import entry_points
+
+    with warnings.catch_warnings():  # nameko imports eventlet, which warns it is deprecated
+        warnings.simplefilter("ignore")
+        from nameko.events import EventHandler
+        services = [entry.load() for entry in entry_points(group="crm.services")]
+    queues = {}
+    for service in services:
+        queues[service.name] = {f"rpc-{service.name}"} | {
+            f"evt-{handler.source_service}-{handler.event_type}--{service.name}.{attribute}"
+            for attribute in dir(service)
+            for handler in getattr(getattr(service, attribute), "nameko_entrypoints", ()) or ()
+            if isinstance(handler, EventHandler)}
+    return queues
+
+
 @pytest.mark.parametrize("variant", variant_names("keda"))
-def test_with_keda_the_services_scale_on_their_queues(objects):
-    scaled = {o["spec"]["scaleTargetRef"]["name"] for o in of_kind(objects, "ScaledObject")}
-    services = {d["metadata"]["name"] for d in of_kind(objects, "Deployment")
-                if pod_labels(d).get(NAME_LABEL) not in ("gateway", None)}
-    assert services <= scaled, f"not scaled by KEDA: {sorted(services - scaled)}"
+def test_with_keda_each_service_scales_on_every_queue_it_consumes(objects):
+    scaled = {o["spec"]["scaleTargetRef"]["name"]: {t["metadata"].get("queueName") for t in o["spec"]["triggers"]
+                                                    if t["type"] == "rabbitmq"}
+              for o in of_kind(objects, "ScaledObject")}
+    expected = consumed_queues()
+    assert expected, "no service found in the crm.services entry points"
+    assert scaled == expected
