@@ -7,10 +7,12 @@ component is rendered at least once), and prod with every component (the full pi
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +84,13 @@ def _stacked(name: str, overlay: Path, components: list[Path], work: Path) -> Pa
     return here
 
 
-def variants(work: Path = OUT_DIR / "variants") -> list[Variant]:
+def variants(work: Path | None = None) -> list[Variant]:
+    """Every variant; stacked ones are copies in WORK (default: a private folder under
+    var/k8s, removed at exit, so that concurrent runs do not rewrite each other's)."""
+    if work is None:
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="variants-", dir=OUT_DIR))
+        atexit.register(shutil.rmtree, work, True)
     overlays = {p.name: p for p in _dirs_with_kustomization(K8S / "overlays")}
     components = {p.name: p for p in _dirs_with_kustomization(K8S / "components")}
     found = [Variant(name, path, _listed_components(path)) for name, path in overlays.items()]
@@ -114,11 +122,11 @@ def parse(text: str) -> list[dict]:
     return [doc for doc in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if doc]
 
 
-def render_all(out_dir: Path = OUT_DIR) -> dict[str, list[dict] | RuntimeError]:
-    """Render every variant into out_dir/<variant>.yaml; a variant that fails maps to its error."""
+def render_all(chosen: list[Variant] | None = None, out_dir: Path = OUT_DIR) -> dict[str, list[dict] | RuntimeError]:
+    """Render the variants (default: all) into out_dir/<variant>.yaml; one that fails maps to its error."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered: dict[str, list[dict] | RuntimeError] = {}
-    for variant in variants(out_dir / "variants"):
+    for variant in variants() if chosen is None else chosen:
         try:
             text = build(variant.kustomization)
         except RuntimeError as failure:
@@ -132,7 +140,7 @@ def render_all(out_dir: Path = OUT_DIR) -> dict[str, list[dict] | RuntimeError]:
 def main() -> int:
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT_DIR
     failed = 0
-    for name, result in render_all(out_dir).items():
+    for name, result in render_all(out_dir=out_dir).items():
         if isinstance(result, RuntimeError):
             failed += 1
             print(f"FAIL {name}: {result}")

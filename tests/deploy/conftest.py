@@ -30,7 +30,7 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def rendered() -> dict:
-    return k8s_render.render_all()
+    return k8s_render.render_all(VARIANTS)
 
 
 @pytest.fixture
