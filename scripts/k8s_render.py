@@ -8,6 +8,7 @@ component is rendered at least once), and prod with every component (the full pi
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ def go_binary() -> str:
     return found
 
 
+@functools.cache
 def ensure_kustomize() -> Path:
     """Build the pinned kustomize into tools/bin unless that exact version is already there."""
     if KUSTOMIZE.exists():
