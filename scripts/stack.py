@@ -143,7 +143,11 @@ def _alive(pid: int) -> bool:
 
 
 def rpc_ping(amqp_uri: str, service: str, timeout: float = 2) -> dict:
-    """One nameko-protocol RPC (`<service>.ping`) over a short-lived pika connection."""
+    return rpc_call(amqp_uri, service, "ping", timeout=timeout)
+
+
+def rpc_call(amqp_uri: str, service: str, method: str, kwargs: dict | None = None, timeout: float = 2):
+    """One nameko-protocol RPC over a short-lived pika connection."""
     conn = pika.BlockingConnection(pika.URLParameters(amqp_uri))
     try:
         ch = conn.channel()
@@ -151,7 +155,7 @@ def rpc_ping(amqp_uri: str, service: str, timeout: float = 2) -> dict:
         reply = ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
         ch.queue_bind(reply, "nameko-rpc", routing_key=reply)
         cid = str(uuid.uuid4())
-        ch.basic_publish("nameko-rpc", f"{service}.ping", json.dumps({"args": [], "kwargs": {}}),
+        ch.basic_publish("nameko-rpc", f"{service}.{method}", json.dumps({"args": [], "kwargs": kwargs or {}}),
                          pika.BasicProperties(reply_to=reply, correlation_id=cid,
                                               content_type="application/json",
                                               expiration=str(int(timeout * 1000))),
@@ -165,7 +169,7 @@ def rpc_ping(amqp_uri: str, service: str, timeout: float = 2) -> dict:
                     raise RuntimeError(answer["error"])
                 return answer["result"]
             conn.sleep(0.05)
-        raise TimeoutError(f"{service}.ping: no answer")
+        raise TimeoutError(f"{service}.{method}: no answer")
     finally:
         conn.close()
 

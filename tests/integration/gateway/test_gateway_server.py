@@ -257,6 +257,27 @@ def test_deadline_becomes_amqp_timeout(stack):
     assert time.monotonic() - t0 < 0.9
 
 
+def test_stopping_drains_calls_in_flight_and_refuses_new_ones():
+    """What SIGTERM does (server.serve -> Gateway.stop(GATEWAY_GRACE)): a call already
+    running finishes with its answer; a call arriving during the drain is refused."""
+    suffix = uuid.uuid4().hex[:8]
+    with FakeNamekoService(AMQP_URI, f"contacts_{suffix}", {"get_contact": get_contact}) as fake:
+        gw = GatewayThread(contacts_service=fake.service).__enter__()
+        channel = grpc.insecure_channel(f"127.0.0.1:{gw.port}")
+        stub = contacts_pb2_grpc.ContactsServiceStub(channel)
+        slow = stub.GetContact.future(contacts_pb2.GetContactRequest(contact_id="con_slow"), timeout=10)
+        time.sleep(0.3)  # the slow call (1 s at the service) is in flight
+        stopping = asyncio.run_coroutine_threadsafe(gw.gw.stop(5), gw.loop)
+        time.sleep(0.1)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetContact(contacts_pb2.GetContactRequest(contact_id="con_01"), timeout=2)
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert slow.result().id == "con_slow"
+        stopping.result(10)
+        gw.loop.call_soon_threadsafe(gw.loop.stop)
+        channel.close()
+
+
 def test_service_not_running_is_unavailable():
     with GatewayThread(contacts_service=f"nobody_{uuid.uuid4().hex[:8]}") as gw, \
             grpc.insecure_channel(f"127.0.0.1:{gw.port}") as channel:

@@ -2,6 +2,8 @@
 relay, ``ping``, ``echo``, and replay of parked event deliveries."""
 from __future__ import annotations
 
+import time
+
 from nameko.rpc import rpc as nameko_rpc
 from nameko.timer import timer
 
@@ -12,6 +14,7 @@ from .observe import Observe
 from .outbox import EventOutbox
 
 RELAY_INTERVAL_SECONDS = 5
+MAX_ECHO_DELAY = 5.0
 
 
 def rpc(fn=None, **kwargs):
@@ -41,9 +44,13 @@ class CrmService:
         return {"service": self.name, "ok": True}
 
     @rpc
-    def echo(self, payload=None):
+    def echo(self, payload=None, delay=0.0):
         """A no-op round trip: touches nothing, returns ``payload``. The floor the
-        benchmark measures the full gateway → broker → service hop against."""
+        benchmark measures the full gateway → broker → service hop against. ``delay``
+        (seconds, at most MAX_ECHO_DELAY) holds the worker that long first: a call
+        that is provably in flight, for shutdown drills."""
+        if delay:
+            time.sleep(min(float(delay), MAX_ECHO_DELAY))
         return payload
 
     @rpc
