@@ -53,3 +53,16 @@ class CpuWindow:
                 out[name] = round((end - start) / wall * 100, 1)
         self.wall = wall
         return out
+
+
+def settle(pids: dict[str, int], busy_pct: float = 25.0, sample_s: float = 0.5, timeout: float = 15.0) -> float:
+    """Wait until ``pids`` together use less than ``busy_pct`` of a core (the previous
+    scenario's backlog is drained: requests a load tool gave up on still run in the
+    services), at most ``timeout`` s. Returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        window = CpuWindow(pids)
+        time.sleep(sample_s)
+        if sum(window.stop().values()) < busy_pct:
+            break
+    return round(time.monotonic() - t0, 1)

@@ -50,6 +50,5 @@ class Echoes:
             self.pids = {"grpc echo server": grpc_server.pid, "amqp responder": responder.pid}
             yield self
 
-    def amqp_spec(self, in_flight: int, duration: float, warmup: float) -> dict:
-        return {"amqp_uri": self.amqp_uri, "service": self.amqp_service, "in_flight": in_flight,
-                "duration": duration, "warmup": warmup}
+    def amqp_spec(self) -> dict:
+        return {"amqp_uri": self.amqp_uri, "service": self.amqp_service}

@@ -31,7 +31,8 @@ EVENT = "member_enrolled"          # loyalty/events.py MEMBER_ENROLLED
 IDLE_S = 10.0                      # nothing heard for this long after the last create: done
 
 
-def listen(amqp_uri: str, expect: int, timeout: float) -> dict[str, float]:
+def listen(amqp_uri: str, expect: int, timeout: float) -> dict:
+    """{"heard": {contact_id: time}, "error": why it stopped early, or None}."""
     conn = pika.BlockingConnection(pika.URLParameters(amqp_uri))
     ch = conn.channel()
     ch.exchange_declare(EXCHANGE, "topic", durable=True)
@@ -40,16 +41,19 @@ def listen(amqp_uri: str, expect: int, timeout: float) -> dict[str, float]:
     heard: dict[str, float] = {}
     deadline = time.monotonic() + timeout
     print("ready", flush=True)
-    last = time.monotonic()
-    for method, _props, body in ch.consume(queue, auto_ack=True, inactivity_timeout=0.5):
-        now = time.monotonic()
-        if method is not None:
-            heard.setdefault(json.loads(body)["subject"], now)
-            last = now
-        if len(heard) >= expect or now > deadline or (heard and now - last > IDLE_S):
-            break
-    conn.close()
-    return heard
+    last, error = time.monotonic(), None
+    try:
+        for method, _props, body in ch.consume(queue, auto_ack=True, inactivity_timeout=0.5):
+            now = time.monotonic()
+            if method is not None:
+                heard.setdefault(json.loads(body)["subject"], now)
+                last = now
+            if len(heard) >= expect or now > deadline or (heard and now - last > IDLE_S):
+                break
+        conn.close()
+    except pika.exceptions.AMQPError as exc:  # e.g. the broker restarted under us
+        error = f"listener lost the broker: {exc!r}"
+    return {"heard": heard, "error": error}
 
 
 async def create_consenting(addr: str, n: int, in_flight: int, rate: float | None) -> list[dict]:
@@ -81,17 +85,24 @@ async def create_consenting(addr: str, n: int, in_flight: int, rate: float | Non
     return records
 
 
-def run(addr: str, amqp_uri: str, n: int, in_flight: int, rate: float | None, pids: dict[str, int],
-        timeout: float = 120) -> dict:
+def run(addr: str, amqp_uri: str, n: int, in_flight: int, rate: float | None, pids: dict[str, int]) -> dict:
     """One pass; returns the pipeline row (without its name)."""
+    # generous: a slow pass may take n / rate, and enrolments trail the creations
+    timeout = 120 + (3 * n / rate if rate else n)
     cmd = procs.module_command("bench.pipeline", "listen", amqp_uri, str(n), str(timeout))
     with procs.helper(cmd) as listener:
         window = CpuWindow({**pids, "listener": listener.pid})
         records = asyncio.run(create_consenting(addr, n, in_flight, rate))
         out, _ = listener.communicate(timeout=timeout + 30)
         cpu = window.stop()
-    heard = json.loads(out.strip().splitlines()[-1])
-    return summarize(records, heard, rate, cpu)
+    lines = out.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"the member_enrolled listener died (exit {listener.returncode})")
+    heard = json.loads(lines[-1])
+    row = summarize(records, heard["heard"], rate, cpu)
+    if heard["error"]:
+        row["error_kinds"]["listener"] = heard["error"]
+    return row
 
 
 def summarize(records: list[dict], heard: dict[str, float], rate: float | None, cpu: dict) -> dict:

@@ -88,6 +88,8 @@ def render_text(results: dict) -> str:
              text_table(ROW_COLUMNS, [row_cells(r) for r in results["rows"]])]
     if results.get("pipeline"):
         parts.append(text_table(PIPE_COLUMNS, [pipe_cells(p) for p in results["pipeline"]]))
+    if results.get("failures"):
+        parts.append("\n".join(f"FAILED  {f['group']}: {f['error']}" for f in results["failures"]))
     if results.get("targets"):
         parts.append("\n".join(f"{'MET ' if t['met'] else 'MISS'}  {t['target']}: {t['value']}"
                                for t in results["targets"]))
@@ -107,6 +109,9 @@ def render_markdown(results: dict) -> str:
     if results.get("pipeline"):
         lines += ["Event pipeline (lag = `member_enrolled` heard - create request sent):", "",
                   md_table(PIPE_COLUMNS, [pipe_cells(p) for p in results["pipeline"]]), ""]
+    if results.get("failures"):
+        lines += ["Failed groups (their rows are missing):", "",
+                  *(f"- {f['group']}: `{f['error']}`" for f in results["failures"]), ""]
     if results.get("targets"):
         lines += ["Targets:", "", *(f"- {'met' if t['met'] else '**missed**'}: {t['target']}: {t['value']}"
                                     for t in results["targets"]), ""]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import floors, load, paths, pipeline, procs, report
-from .cpu import find_pid
+from .cpu import find_pid, settle
 
 GROUPS = ("floor", "product", "peer", "pipeline")
 PACED_SHARE = 0.7   # the sustainable pass runs at this share of the enrolment rate the first pass reached
@@ -34,6 +34,7 @@ class Config:
     seed_count: int = 64
     tool: str = "auto"
     only: tuple[str, ...] = GROUPS
+    settle: float = 15.0   # at most this long before each run for the stack to go quiet
 
 
 @dataclass
@@ -62,76 +63,103 @@ def local_target() -> Target:
     return Target.of(stack)
 
 
-def run_all(target: Target, cfg: Config, say: Callable[[str], None] = print) -> dict:
-    tool = load.pick_tool(cfg.tool)
-    tool_label = "ghz" if tool == "ghz" else "pyload"
-    watched = {**target.pids, "harness": os.getpid()}
-    results = {"meta": meta(cfg, tool), "rows": [], "pipeline": []}
-    rows = results["rows"]
+class Run:
+    """One benchmark run: each group of scenarios appends its rows to ``results``."""
 
-    def record(scenario: str, group: str, in_flight: int, result: dict, cpu: dict, kind: str = "",
-               load_name: str = "load") -> None:
-        cpu = dict(cpu)
-        cpu[load_name] = result.pop("load_cpu", None)
+    def __init__(self, target: Target, cfg: Config, say: Callable[[str], None]):
+        self.target, self.cfg, self.say = target, cfg, say
+        self.tool = load.pick_tool(cfg.tool)
+        self.tool_label = "ghz" if self.tool == "ghz" else "pyload"
+        self.watched = {**target.pids, "harness": os.getpid()}
+        self.results = {"meta": meta(cfg, self.tool), "rows": [], "pipeline": [], "failures": []}
+        self.seed: paths.Seed | None = None
+
+    def record(self, scenario: str, group: str, in_flight: int, result: dict, cpu: dict, *, load_name: str,
+               kind: str = "") -> None:
+        cpu = {**cpu, load_name: result.pop("load_cpu", None)}
         row = {"scenario": scenario, "group": group, "kind": kind, "in_flight": in_flight, **result, "cpu": cpu}
-        rows.append(row)
-        say(f"  {scenario:36s} {in_flight:>3} in flight: {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.2f} ms"
-            f"  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}  [{report.top_cpu(cpu)}]")
+        self.results["rows"].append(row)
+        self.say(f"  {scenario:36s} {in_flight:>3} in flight: {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.2f} ms"
+                 f"  p99 {row['p99_ms']:7.2f} ms  errors {row['errors']}  [{report.top_cpu(cpu)}]")
 
-    def grpc_load(call, c, pids):
-        return load.run(call, c, cfg.duration, cfg.warmup, tool, pids)
+    def settle(self) -> dict:
+        """Before each measured run: let the stack go quiet (see bench.cpu.settle)."""
+        return {"settle_s": settle(self.target.pids, timeout=self.cfg.settle)}
 
-    if "floor" in cfg.only:
-        say("floors")
-        with floors.Echoes(target.amqp_uri).running() as echoes:
-            for c in cfg.in_flight:
-                res, cpu = grpc_load(floors.echo_call(echoes.grpc_addr), c,
-                                     {**watched, "grpc echo server": echoes.pids["grpc echo server"]})
-                record("gRPC echo (grpc.aio, no work)", "floor", c, res, cpu, load_name=tool_label)
-            for c in cfg.in_flight:
-                res, cpu = procs.run_client(procs.module_command("bench.amqp_echo", "client"),
-                                            echoes.amqp_spec(c, cfg.duration, cfg.warmup),
-                                            {**watched, "amqp responder": echoes.pids["amqp responder"]},
-                                            timeout=cfg.duration + cfg.warmup + 60)
-                record("AMQP echo (pika <-> pika)", "floor", c, res, cpu, load_name="pika client")
-        for c in cfg.in_flight:
-            res, cpu = grpc_load(floors.echo_call(target.gateway_addr), c, watched)
-            record(report.FULL_HOP, "floor", c, res, cpu, load_name=tool_label)
+    def grpc(self, scenario: str, group: str, call, pids: dict[str, int], kind: str = "") -> None:
+        for c in self.cfg.in_flight:
+            waited = self.settle()
+            res, cpu = load.run(call, c, self.cfg.duration, self.cfg.warmup, self.tool, pids)
+            self.record(scenario, group, c, {**res, **waited}, cpu, load_name=self.tool_label, kind=kind)
 
-    seed = None
-    if "product" in cfg.only or "peer" in cfg.only:
-        say("seeding contacts and members")
-        seed = paths.seed(target.gateway_addr, cfg.seed_count)
-    if "product" in cfg.only:
-        say("product paths through the gateway")
-        for path in paths.paths(target.gateway_addr, seed):
-            for c in cfg.in_flight:
-                res, cpu = grpc_load(path.call, c, watched)
-                record(path.name, "product", c, res, cpu, kind=path.kind, load_name=tool_label)
-    if "peer" in cfg.only:
-        say("peer baseline: nameko ClusterRpcProxy")
-        for c in cfg.in_flight:
-            spec = {"amqp_uri": target.amqp_uri, "contact_ids": seed.contact_ids, "in_flight": c,
-                    "duration": cfg.duration, "warmup": cfg.warmup}
-            res, cpu = procs.run_client(procs.module_command("bench.peer"), spec, watched,
-                                        timeout=cfg.duration + cfg.warmup + 120)
-            record("get contact via ClusterRpcProxy", "peer", c, res, cpu, load_name="proxy client")
-    if "pipeline" in cfg.only:
-        say("event pipeline: consenting contacts -> loyalty enrolment")
-        top = max(cfg.in_flight)
-        first = pipeline.run(target.gateway_addr, target.amqp_uri, cfg.pipeline_n, top, None, watched)
-        passes = [(f"as fast as taken ({top} in flight)", first)]
+    def python_client(self, scenario: str, group: str, module: str, spec: dict, pids: dict[str, int],
+                      load_name: str, *args: str) -> None:
+        for c in self.cfg.in_flight:
+            spec = {**spec, "in_flight": c, "duration": self.cfg.duration, "warmup": self.cfg.warmup}
+            waited = self.settle()
+            res, cpu = procs.run_client(procs.module_command(module, *args), spec, pids,
+                                        timeout=self.cfg.duration + self.cfg.warmup + 120)
+            self.record(scenario, group, c, {**res, **waited}, cpu, load_name=load_name)
+
+    # ------------------------------------------------------------------ groups
+    def floor(self) -> None:
+        self.say("floors")
+        with floors.Echoes(self.target.amqp_uri).running() as echoes:
+            self.grpc("gRPC echo (grpc.aio, no work)", "floor", floors.echo_call(echoes.grpc_addr),
+                      {**self.watched, "grpc echo server": echoes.pids["grpc echo server"]})
+            self.python_client("AMQP echo (pika <-> pika)", "floor", "bench.amqp_echo", echoes.amqp_spec(),
+                               {**self.watched, "amqp responder": echoes.pids["amqp responder"]},
+                               "pika client", "client")
+        self.grpc(report.FULL_HOP, "floor", floors.echo_call(self.target.gateway_addr), self.watched)
+
+    def seeded(self) -> paths.Seed:
+        if self.seed is None:
+            self.say("seeding contacts and members")
+            self.seed = paths.seed(self.target.gateway_addr, self.cfg.seed_count)
+        return self.seed
+
+    def product(self) -> None:
+        seed = self.seeded()
+        self.say("product paths through the gateway")
+        for path in paths.paths(self.target.gateway_addr, seed):
+            self.grpc(path.name, "product", path.call, self.watched, kind=path.kind)
+
+    def peer(self) -> None:
+        seed = self.seeded()
+        self.say("peer baseline: nameko ClusterRpcProxy")
+        self.python_client("get contact via ClusterRpcProxy", "peer", "bench.peer",
+                           {"amqp_uri": self.target.amqp_uri, "contact_ids": seed.contact_ids},
+                           self.watched, "proxy client")
+
+    def pipeline(self) -> None:
+        self.say("event pipeline: consenting contacts -> loyalty enrolment")
+        top, n = max(self.cfg.in_flight), self.cfg.pipeline_n
+        self.pipeline_pass(f"as fast as taken ({top} in flight)", n, top, None)
+        first = self.results["pipeline"][-1]
         rate = min(report.LAG_RATE_TARGET, round(first["enroll_rps"] * PACED_SHARE))
         if rate > 0:
-            paced = pipeline.run(target.gateway_addr, target.amqp_uri, cfg.pipeline_n, top, rate, watched)
-            passes.append((f"paced at {rate:.0f}/s", paced))
-        for name, p in passes:
-            p["cpu"]["harness (load)"] = p["cpu"].pop("harness", None)
-            results["pipeline"].append({"scenario": name, **p})
-            say(f"  {name:36s} created {p['create_rps']:.1f}/s enrolled {p['enroll_rps']:.1f}/s"
-                f"  lag p50 {p['lag_p50_ms']:.0f} ms p99 {p['lag_p99_ms']:.0f} ms  errors {p['errors']}")
+            self.pipeline_pass(f"paced at {rate:.0f}/s", n, top, rate)
 
-    add_ratios(rows)
+    def pipeline_pass(self, name: str, n: int, in_flight: int, rate: float | None) -> None:
+        waited = self.settle()
+        p = pipeline.run(self.target.gateway_addr, self.target.amqp_uri, n, in_flight, rate, self.watched)
+        p["cpu"]["harness (load)"] = p["cpu"].pop("harness", None)
+        self.results["pipeline"].append({"scenario": name, **p, **waited})
+        self.say(f"  {name:36s} created {p['create_rps']:.1f}/s enrolled {p['enroll_rps']:.1f}/s"
+                 f"  lag p50 {p['lag_p50_ms']:.0f} ms p99 {p['lag_p99_ms']:.0f} ms  errors {p['errors']}")
+
+
+def run_all(target: Target, cfg: Config, say: Callable[[str], None] = print) -> dict:
+    run = Run(target, cfg, say)
+    for group in GROUPS:
+        if group in cfg.only:
+            try:
+                getattr(run, group)()
+            except Exception as exc:  # noqa: BLE001 - one broken group must not lose the others' figures
+                say(f"  {group} FAILED: {exc!r}")
+                run.results["failures"].append({"group": group, "error": repr(exc)})
+    results = run.results
+    add_ratios(results["rows"])
     results["meta"]["loadavg_end"] = loadavg()
     results["targets"] = report.evaluate(results)
     return results
