@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import pymongo
+
+from crm_common import config
+
 from . import floors, load, paths, pipeline, procs, report
 from .cpu import find_pid, settle
 
@@ -39,17 +43,32 @@ class Config:
 
 @dataclass
 class Target:
-    """A running CRM: where to call it and which processes to watch."""
+    """A running CRM: where to call it, which processes to watch, where its data is."""
     gateway_addr: str
     amqp_uri: str
     pids: dict[str, int] = field(default_factory=dict)
+    mongodb_url: str = ""
+    databases: dict[str, str] = field(default_factory=dict)   # service -> database
 
     @classmethod
     def of(cls, stack) -> "Target":
         """From a scripts/stack.py Stack (make up's, or the end-to-end tests' private one)."""
-        pids = {name: stack.running_pid(name) for name in ("gateway", "contacts", "loyalty")}
+        services = ("contacts", "loyalty")
+        pids = {name: stack.running_pid(name) for name in ("gateway", *services)}
         pids.update(rabbitmq=find_pid("beam.smp"), ferretdb=find_pid("ferretdb"))
-        return cls(stack.gateway_addr, stack.amqp_uri, {k: v for k, v in pids.items() if v})
+        databases = {s: f"{stack.database_prefix}{s}" if stack.database_prefix else config.database_name(s)
+                     for s in services}
+        return cls(stack.gateway_addr, stack.amqp_uri, {k: v for k, v in pids.items() if v},
+                   stack.mongodb_url, databases)
+
+    def data_sizes(self) -> dict[str, int]:
+        """Documents per collection: on FerretDB most queries scan, so figures depend on these."""
+        sizes: dict[str, int] = {}
+        with pymongo.MongoClient(self.mongodb_url, serverSelectionTimeoutMS=5000) as client:
+            for service, name in self.databases.items():
+                for coll in sorted(client[name].list_collection_names()):
+                    sizes[f"{service}.{coll}"] = client[name][coll].estimated_document_count()
+        return sizes
 
 
 def local_target() -> Target:
@@ -151,6 +170,7 @@ class Run:
 
 def run_all(target: Target, cfg: Config, say: Callable[[str], None] = print) -> dict:
     run = Run(target, cfg, say)
+    run.results["meta"]["data_before"] = target.data_sizes()
     for group in GROUPS:
         if group in cfg.only:
             try:
@@ -161,6 +181,7 @@ def run_all(target: Target, cfg: Config, say: Callable[[str], None] = print) -> 
     results = run.results
     add_ratios(results["rows"])
     results["meta"]["loadavg_end"] = loadavg()
+    results["meta"]["data_after"] = target.data_sizes()
     results["targets"] = report.evaluate(results)
     return results
 
