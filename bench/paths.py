@@ -65,18 +65,19 @@ def seed(addr: str, count: int = 64, timeout: float = 120) -> Seed:
 
 
 def paths(addr: str, s: Seed) -> list[Path]:
+    """Reads first: the writes grow the collections that FerretDB scans."""
     def call(api, method, data) -> GrpcCall:
         service, proto = api
         return GrpcCall(f"{service}.{method}", proto, data, addr)
 
     by_id = [{"contact_id": c} for c in s.contact_ids]
     return [
-        Path("create contact", "write", call(CONTACTS, "CreateContact", {"contact": {
-            "given_name": "Load", "family_name": f"Created {s.run}", "lifecycle_stage": "lead",
-            "emails": [{"address": "c{{.RequestNumber}}.{{newUUID}}@bench.example"}]}})),
         Path("get contact", "read", call(CONTACTS, "GetContact", by_id)),
         Path("search contacts", "read", call(CONTACTS, "SearchContacts",
                                              {"text": s.family_name.lower(), "page_size": 10})),
+        Path("create contact", "write", call(CONTACTS, "CreateContact", {"contact": {
+            "given_name": "Load", "family_name": f"Created {s.run}", "lifecycle_stage": "lead",
+            "emails": [{"address": "c{{.RequestNumber}}.{{newUUID}}@bench.example"}]}})),
         Path("log interaction", "write", call(CONTACTS, "LogInteraction", [
             dict(d, channel="phone", direction="outbound", summary="Benchmark call {{.RequestNumber}}")
             for d in by_id])),
