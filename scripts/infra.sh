@@ -9,27 +9,35 @@
 #
 # Everything lives under var/ with its own ports, so a system RabbitMQ or
 # MongoDB on the default ports is left alone.
+# A second, private broker (e.g. for tests that stop and start theirs) runs beside
+# the default one with its own node name, ports, data dir and Erlang cookie:
+#   CRM_RABBITMQ_NODE=crm-x@localhost CRM_AMQP_PORT=5692 CRM_AMQP_DIST_PORT=25692 \
+#   CRM_RABBITMQ_DIR=var/rabbitmq-x scripts/infra.sh up|down rabbitmq|rabbitmqctl ...
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VAR="$ROOT/var"
 AMQP_PORT="${CRM_AMQP_PORT:-5682}"
 MONGO_PORT="${CRM_MONGO_PORT:-27217}"
-FERRETDB_BIN="$ROOT/tools/ferretdb/ferretdb"
+# The name carries the build recipe's revision: a checkout with an older binary rebuilds.
+FERRETDB_BIN="$ROOT/tools/ferretdb/ferretdb-v1.24.2-idfix"
 
-export RABBITMQ_NODENAME="crm@localhost"
+RABBIT_DIR="${CRM_RABBITMQ_DIR:-$VAR/rabbitmq}"
+case "$RABBIT_DIR" in /*) ;; *) RABBIT_DIR="$ROOT/$RABBIT_DIR" ;; esac
+
+export RABBITMQ_NODENAME="${CRM_RABBITMQ_NODE:-crm@localhost}"
 export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
 export RABBITMQ_NODE_PORT="$AMQP_PORT"
 export RABBITMQ_DIST_PORT="${CRM_AMQP_DIST_PORT:-25682}"
-export RABBITMQ_MNESIA_BASE="$VAR/rabbitmq/mnesia"
-export RABBITMQ_LOG_BASE="$VAR/rabbitmq/log"
-export RABBITMQ_PID_FILE="$VAR/rabbitmq/rabbitmq.pid"
-export RABBITMQ_ENABLED_PLUGINS_FILE="$VAR/rabbitmq/enabled_plugins"
-export RABBITMQ_CONFIG_FILE="$VAR/rabbitmq/rabbitmq"   # .conf appended by RabbitMQ
+export RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia"
+export RABBITMQ_LOG_BASE="$RABBIT_DIR/log"
+export RABBITMQ_PID_FILE="$RABBIT_DIR/rabbitmq.pid"
+export RABBITMQ_ENABLED_PLUGINS_FILE="$RABBIT_DIR/enabled_plugins"
+export RABBITMQ_CONFIG_FILE="$RABBIT_DIR/rabbitmq"   # .conf appended by RabbitMQ
 # Call RabbitMQ's own scripts, not Debian's /usr/sbin wrappers (they switch to the
 # rabbitmq user, who cannot write under var/); HOME holds our own Erlang cookie.
 export PATH="/usr/lib/rabbitmq/bin:$PATH"
-export HOME_FOR_RABBIT="$VAR/rabbitmq"
+export HOME_FOR_RABBIT="$RABBIT_DIR"
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 
@@ -45,8 +53,8 @@ build_ferretdb() {
   if [ -x "$FERRETDB_BIN" ]; then return; fi
   command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
   command -v go >/dev/null 2>&1 || { log "Go is required to build FerretDB (https://go.dev/dl/)"; exit 1; }
-  log "building FerretDB v1.24.2 (first time only, ~1 min)"
-  (cd "$ROOT/tools/ferretdb" && go build -o ferretdb .)
+  log "building FerretDB v1.24.2 with its _id lookup fixed (first time only, ~1 min)"
+  "$ROOT/tools/ferretdb/build.sh" "$FERRETDB_BIN"
 }
 
 rabbit_ctl() { mkdir -p "$HOME_FOR_RABBIT"; HOME="$HOME_FOR_RABBIT" rabbitmqctl -n "$RABBITMQ_NODENAME" "$@"; }
@@ -63,7 +71,7 @@ start_rabbitmq() {
   # -detached returns before the node registers with epmd: wait for it, then for boot.
   for _ in $(seq 1 120); do rabbit_ctl ping >/dev/null 2>&1 && break; sleep 0.5; done
   rabbit_ctl await_startup --timeout 120 >/dev/null
-  touch "$VAR/rabbitmq/.started-by-crm"
+  touch "$RABBIT_DIR/.started-by-crm"
 }
 
 ferretdb_running() { (exec 3<>"/dev/tcp/127.0.0.1/$MONGO_PORT") 2>/dev/null; }
@@ -80,9 +88,9 @@ start_ferretdb() {
 }
 
 stop_rabbitmq() {
-  [ -f "$VAR/rabbitmq/.started-by-crm" ] || return 0
+  [ -f "$RABBIT_DIR/.started-by-crm" ] || return 0
   if rabbit_running; then log "stopping rabbitmq"; rabbit_ctl stop >/dev/null 2>&1 || true; fi
-  rm -f "$VAR/rabbitmq/.started-by-crm"
+  rm -f "$RABBIT_DIR/.started-by-crm"
   # Erlang started epmd for our node; leave it only if other nodes still use it.
   if command -v epmd >/dev/null && ! epmd -names 2>/dev/null | grep -q "^name "; then epmd -kill >/dev/null 2>&1 || true; fi
 }
