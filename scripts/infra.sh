@@ -3,7 +3,7 @@
 # FerretDB v1.24.2 on SQLite (built from the Go module proxy by tools/ferretdb).
 #
 #   scripts/infra.sh install   install rabbitmq-server, build ferretdb (idempotent)
-#   scripts/infra.sh up        start both unless already running (idempotent)
+#   scripts/infra.sh up [rabbitmq|ferretdb]   start both (or one) unless already running (idempotent)
 #   scripts/infra.sh down [rabbitmq|ferretdb]   stop only what `up` started
 #   scripts/infra.sh status
 #
@@ -109,8 +109,13 @@ stop_ferretdb() {
 
 case "${1:-}" in
   install) install_rabbitmq; build_ferretdb ;;
-  up) install_rabbitmq; build_ferretdb; start_rabbitmq; start_ferretdb
-      log "AMQP_URI=amqp://guest:guest@127.0.0.1:$AMQP_PORT/  MONGODB_URL=mongodb://127.0.0.1:$MONGO_PORT/" ;;
+  up)  # optionally only one: up rabbitmq | up ferretdb
+    case "${2:-}" in
+      rabbitmq) install_rabbitmq; start_rabbitmq ;;
+      ferretdb) build_ferretdb; start_ferretdb ;;
+      *) install_rabbitmq; build_ferretdb; start_rabbitmq; start_ferretdb ;;
+    esac
+    log "AMQP_URI=amqp://guest:guest@127.0.0.1:$AMQP_PORT/  MONGODB_URL=mongodb://127.0.0.1:$MONGO_PORT/" ;;
   down)  # optionally only some: down rabbitmq | down ferretdb
     shift; parts=("${@:-rabbitmq ferretdb}")
     [[ " ${parts[*]} " == *" ferretdb "* ]] && stop_ferretdb

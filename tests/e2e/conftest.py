@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import grpc
 import pymongo
@@ -22,13 +25,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    amqp_uri, vhost = fresh_vhost()
+@contextmanager
+def running_stack(amqp_uri: str, run_dir: Path) -> Iterator[Stack]:
+    """Every service and the gateway on ``amqp_uri``, with their own databases and
+    ports; stopped and the databases dropped on exit."""
     prefix = unique_db("e2e") + "_"
     st = Stack(amqp_uri=amqp_uri, gateway_addr=f"127.0.0.1:{free_port()}",
                metrics_ports={name: free_port() for name in ("gateway", "contacts", "loyalty")},
-               database_prefix=prefix, run_dir=tmp_path_factory.mktemp("stack"))
+               database_prefix=prefix, run_dir=run_dir)
     try:
         st.up()
         yield st
@@ -39,7 +43,22 @@ def stack(tmp_path_factory):
             if name.startswith(prefix):
                 client.drop_database(name)
         client.close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    amqp_uri, vhost = fresh_vhost()
+    try:
+        with running_stack(amqp_uri, tmp_path_factory.mktemp("stack")) as st:
+            yield st
+    finally:
         drop_vhost(vhost)
+
+
+@pytest.fixture(scope="session")
+def start_stack(tmp_path_factory):
+    """Another private stack, e.g. on a broker of its own: ``with start_stack(amqp_uri) as st``."""
+    return lambda amqp_uri: running_stack(amqp_uri, tmp_path_factory.mktemp("stack"))
 
 
 @pytest.fixture(scope="session")

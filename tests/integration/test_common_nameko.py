@@ -11,11 +11,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from support.waiting import wait_for
-from nameko.rpc import rpc
 
 from crm_common import events as ev
 from crm_common import probes
-from crm_common.nameko.base import CrmService
+from crm_common.nameko.base import CrmService, rpc
 from crm_common.nameko.handlers import handles
 from crm_common.nameko.mongo import MongoStore
 from crm_common.nameko.observe import broker_check

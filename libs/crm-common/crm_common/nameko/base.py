@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from nameko.rpc import rpc as nameko_rpc
 from nameko.timer import timer
 
 from .. import metrics
 from ..errors import CrmError
+from .entrypoints import CrmRpc
 from .handlers import PARKED, replay_parked
 from .observe import Observe
 from .outbox import EventOutbox
@@ -19,9 +19,11 @@ MAX_ECHO_DELAY = 5.0
 
 def rpc(fn=None, **kwargs):
     """nameko's ``@rpc`` with our typed errors declared expected: a NotFound is the
-    caller's business, logged as a warning without a traceback, not as a crash."""
+    caller's business, logged as a warning without a traceback, not as a crash.
+    Replies go through :class:`~crm_common.nameko.entrypoints.CrmRpc`, which survives
+    a broker outage."""
     kwargs.setdefault("expected_exceptions", CrmError)
-    decorate = nameko_rpc(**kwargs)
+    decorate = CrmRpc.decorator(**kwargs)
     return decorate(fn) if fn is not None else decorate
 
 

@@ -5,7 +5,8 @@ durable: a service that was down catches up), skips an ``event_id`` it has alrea
 handled (redelivery is a no-op), retries a failing handler a few times, and then
 *parks* the delivery in ``parked_events`` where an operator sees it (metric
 ``crm_events_parked``) and replays it with the ``replay_parked_events`` RPC.
-The message is acked only after the work and its ``handled_events`` marker are stored.
+The message is acked only after the work and its ``handled_events`` marker are stored
+(an ack lost with a broker outage is logged, not fatal: see entrypoints).
 
 The handler body must itself be safe to run twice (a crash between the work and the
 marker redelivers): use derived ids and conditional writes.
@@ -17,10 +18,11 @@ import logging
 import time
 import traceback
 
-from nameko.events import SERVICE_POOL, event_handler
+from nameko.events import SERVICE_POOL
 from pymongo.errors import DuplicateKeyError
 
 from .. import clock, metrics
+from .entrypoints import CrmEventHandler
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,8 @@ def handles(source_service: str, event_type: str):
             metrics.EVENTS_HANDLED.labels(service, event_type, "ok").inc()
 
         wrapper.handles_event = (source_service, event_type)
-        return event_handler(source_service, event_type, handler_type=SERVICE_POOL,
-                             reliable_delivery=True, requeue_on_error=False)(wrapper)
+        return CrmEventHandler.decorator(source_service, event_type, handler_type=SERVICE_POOL,
+                                         reliable_delivery=True, requeue_on_error=False)(wrapper)
 
     return decorator
 

@@ -1,6 +1,11 @@
-"""Publishing events after the state they describe is stored (see crm_common.events)."""
+"""Publishing events after the state they describe is stored (see crm_common.events).
+
+With the broker unreachable the event stays pending in its document and the relay
+timer publishes it once the broker is back: the stored change is not undone, so the
+call that made it succeeds rather than failing after the fact."""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -8,6 +13,9 @@ from nameko.events import EventDispatcher
 from pymongo.collection import Collection
 
 from .. import events, metrics
+from .entrypoints import BROKER_ERRORS
+
+log = logging.getLogger(__name__)
 
 
 class Outbox:
@@ -29,13 +37,27 @@ class Outbox:
 
     def publish(self, collection: Collection, doc_id: Any, staged: list[dict[str, Any]]) -> None:
         """Call after the write that staged ``staged`` on document ``doc_id`` succeeded."""
-        events.publish_staged(collection, doc_id, staged, self._publish)
+        try:
+            events.publish_staged(collection, doc_id, staged, self._publish)
+        except BROKER_ERRORS as exc:
+            log.warning("%d event(s) of %s left in the outbox for the relay, broker unreachable (%s)",
+                        len(staged), doc_id, exc)
 
     def relay(self, collection: Collection, older_than: timedelta = timedelta(seconds=5)) -> int:
-        n = events.relay_pending(collection, self._publish, older_than=older_than)
-        if n:
-            metrics.EVENTS_RELAYED.labels(self.source).inc(n)
-        return n
+        relayed = 0
+
+        def publish(envelope: dict[str, Any]) -> None:
+            nonlocal relayed
+            self._publish(envelope)
+            relayed += 1
+
+        try:
+            events.relay_pending(collection, publish, older_than=older_than)
+        except BROKER_ERRORS as exc:
+            log.warning("outbox relay paused, broker unreachable (%s)", exc)
+        if relayed:
+            metrics.EVENTS_RELAYED.labels(self.source).inc(relayed)
+        return relayed
 
 
 class EventOutbox(EventDispatcher):

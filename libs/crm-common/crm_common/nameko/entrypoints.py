@@ -1,0 +1,111 @@
+"""nameko's RPC and event-handler entrypoints, made to survive a broker outage.
+
+nameko 2.14 sends an RPC reply and acks the request (``RpcConsumer.handle_result``,
+nameko/rpc.py) and acks a handled event (``Consumer.handle_message_processed``,
+nameko/messaging.py) inside the worker's green thread, after the service method
+returned. An exception there escapes the worker, and the container treats any
+uncaught error in a thread as fatal (``ServiceContainer._handle_thread_exited``
+kills itself): when the broker goes away mid-call, the reply's publish raises
+``OperationalError: ECONNREFUSED`` once kombu's retries run out, or the ack raises
+``ConnectionResetError`` (``QueueConsumer.ack_message`` only catches amqp's own
+``ConnectionError``), and ``nameko run`` exits. Nothing restarts it locally.
+
+Both are losses the design already accepts: a reply that cannot be sent means the
+caller times out (the gateway answers DEADLINE_EXCEEDED/UNAVAILABLE); an unacked
+delivery is requeued by the broker with the dead connection and redelivered. So here
+they are logged and the service carries on; the QueueConsumer reconnects by itself.
+"""
+from __future__ import annotations
+
+import logging
+
+import amqp.exceptions
+import kombu.exceptions
+from nameko.amqp.publish import Publisher
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER, DEFAULT_TRANSPORT_OPTIONS,
+    LOGIN_METHOD_CONFIG_KEY, SERIALIZER_CONFIG_KEY,
+)
+from nameko.events import EventHandler
+from nameko.messaging import QueueConsumer
+from nameko.rpc import Responder, Rpc, RpcConsumer, get_rpc_exchange
+
+log = logging.getLogger(__name__)
+
+# What talking to an unreachable broker raises: socket errors (OSError), kombu's
+# wrapper once its retries are spent, py-amqp's connection errors.
+BROKER_ERRORS = (OSError, kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError)
+
+
+class SafeQueueConsumer(QueueConsumer):
+    """nameko's QueueConsumer whose ack/requeue tolerate a connection that just died.
+    The broker requeues whatever was unacked on it, so there is nothing to do."""
+
+    def ack_message(self, message):
+        try:
+            super().ack_message(message)
+        except BROKER_ERRORS as exc:
+            log.warning("ack lost with the broker connection (%s); the broker redelivers", exc)
+
+    def requeue_message(self, message):
+        try:
+            super().requeue_message(message)
+        except BROKER_ERRORS as exc:
+            log.warning("requeue lost with the broker connection (%s); the broker redelivers", exc)
+
+
+class ReplyPublisher(Publisher):
+    # Its own dict: Publisher.publish writes 'confirm_publish' into the class-level
+    # transport_options it is given, and the connection pools keep a reference to it.
+    transport_options = DEFAULT_TRANSPORT_OPTIONS.copy()
+
+
+class ReplyResponder(Responder):
+    publisher_cls = ReplyPublisher
+
+
+class CrmRpcConsumer(RpcConsumer):
+    queue_consumer = SafeQueueConsumer()
+
+    def setup(self):
+        # A plain nameko @rpc in the same service gets a second RpcConsumer on the same
+        # rpc-<service> queue, and each answers MethodNotFound for the other's methods.
+        plain = sorted(e.method_name for e in self.container.entrypoints
+                       if isinstance(e, Rpc) and not isinstance(e, CrmRpc))
+        if plain:
+            raise TypeError(f"{self.container.service_name}: {', '.join(plain)} use nameko's @rpc; "
+                            "use crm_common.nameko.base.rpc for every RPC of a CrmService")
+        super().setup()
+
+    def handle_result(self, message, result, exc_info):
+        """nameko's RpcConsumer.handle_result, except that a reply which cannot be
+        published is logged and dropped instead of killing the service."""
+        config = self.container.config
+        responder = ReplyResponder(
+            config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
+            config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
+            ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+        try:
+            result, exc_info = responder.send_response(result, exc_info)
+        except BROKER_ERRORS as exc:
+            log.warning("reply to %s lost, broker unreachable (%s); the caller times out",
+                        message.delivery_info.get("routing_key"), exc)
+        except Exception:  # noqa: BLE001 - one bad reply must not take every worker down
+            log.exception("reply to %s could not be published; the caller times out",
+                          message.delivery_info.get("routing_key"))
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
+class CrmRpc(Rpc):
+    """``@rpc`` entrypoint on :class:`CrmRpcConsumer`; every RPC method of a service
+    must use it (crm_common.nameko.base.rpc), which the consumer checks at start-up."""
+
+    rpc_consumer = CrmRpcConsumer()
+
+
+class CrmEventHandler(EventHandler):
+    """nameko's event handler on :class:`SafeQueueConsumer` (the same shared consumer
+    and connection as :class:`CrmRpc`)."""
+
+    queue_consumer = SafeQueueConsumer()
