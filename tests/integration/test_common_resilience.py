@@ -18,6 +18,7 @@ from crm_common.nameko.base import CrmService, rpc
 from crm_common.nameko.entrypoints import ReplyPublisher, SafeQueueConsumer
 from crm_common.nameko.handlers import handles
 from crm_common.nameko.mongo import MongoStore
+from crm_common.nameko.outbox import EventOutbox
 from support.waiting import wait_for
 
 REFUSED = kombu.exceptions.OperationalError("[Errno 111] ECONNREFUSED")
@@ -84,6 +85,17 @@ def test_an_event_the_broker_refuses_stays_in_the_outbox_and_the_call_succeeds(
     monkeypatch.undo()  # the broker is back: the relay timer publishes it
     wait_for(lambda: cdb.seen.find_one({"_id": "t1"}), timeout=20)
     wait_for(lambda: pdb.things.find_one({"_id": "t1"})[ev.OUTBOX_COUNT] == 0)
+
+
+def test_replies_go_without_confirms_and_events_keep_them(make_config, start_service, rpc):
+    cfg = make_config("producer")
+    container = start_service(Producer, cfg)
+    assert rpc(cfg).producer_r.echo("x") == "x"
+    assert ReplyPublisher.transport_options["confirm_publish"] is False
+    # nameko's shared options (events' publisher) were not switched off by the replies
+    assert Publisher.transport_options.get("confirm_publish", True) is True
+    outbox = next(d for d in container.dependencies if isinstance(d, EventOutbox))
+    assert outbox.publisher.use_confirms is True
 
 
 def test_an_ack_on_a_connection_that_just_died_is_left_to_the_broker():

@@ -14,6 +14,9 @@ Both are losses the design already accepts: a reply that cannot be sent means th
 caller times out (the gateway answers DEADLINE_EXCEEDED/UNAVAILABLE); an unacked
 delivery is requeued by the broker with the dead connection and redelivered. So here
 they are logged and the service carries on; the QueueConsumer reconnects by itself.
+
+Replies are published without publisher confirms (:class:`ReplyPublisher`), events
+with them.
 """
 from __future__ import annotations
 
@@ -55,8 +58,18 @@ class SafeQueueConsumer(QueueConsumer):
 
 
 class ReplyPublisher(Publisher):
+    """Replies without publisher confirms. A reply is ephemeral: if the broker loses it
+    the caller times out (DEADLINE_EXCEEDED at the gateway) and may retry, so waiting
+    for the broker's ack on every reply bought nothing but a round trip and the CPU to
+    process it. Events keep confirms (nameko's EventDispatcher): they carry facts, and
+    the outbox marks an event sent only once the broker has it. A pooled connection the
+    broker closed is still noticed before the write (py-amqp reads pending frames before
+    each publish), so kombu reconnects and retries as with confirms."""
+
+    use_confirms = False
     # Its own dict: Publisher.publish writes 'confirm_publish' into the class-level
-    # transport_options it is given, and the connection pools keep a reference to it.
+    # transport_options it is given, and kombu's connection pools keep a reference to it,
+    # so sharing nameko's would let replies turn confirms off for events' reconnections.
     transport_options = DEFAULT_TRANSPORT_OPTIONS.copy()
 
 
