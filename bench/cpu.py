@@ -24,12 +24,13 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def find_pid(comm: str) -> int | None:
-    """The oldest process whose command name is ``comm`` (e.g. "beam.smp", "ferretdb")."""
+    """The oldest process whose command name starts with ``comm`` (e.g. "beam.smp",
+    "ferretdb": the binary is ferretdb-v1.24.2-idfix, and the kernel keeps 15 characters)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == comm:
+                if (entry / "comm").read_text().strip().startswith(comm):
                     found.append(int(entry.name))
             except OSError:
                 continue
