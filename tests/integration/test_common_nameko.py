@@ -6,16 +6,18 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
 
 from support.waiting import wait_for
 
+from crm_common import clock
 from crm_common import events as ev
 from crm_common import probes
 from crm_common.nameko.base import CrmService, rpc
-from crm_common.nameko.handlers import handles
+from crm_common.nameko.handlers import handles, prune_handled
 from crm_common.nameko.mongo import MongoStore
 from crm_common.nameko.observe import broker_check
 
@@ -157,3 +159,14 @@ def test_event_series_exist_from_the_start_and_the_parked_gauge_follows_the_stor
     # The relay timer recounts parked deliveries, so the gauge is right after a restart.
     cdb.parked_events.insert_one({"_id": "left-over-from-a-previous-process"})
     wait_for(lambda: sample("crm_events_parked", service="consumer_t") == 1, timeout=15)
+
+
+def test_old_handled_markers_are_pruned_recent_ones_kept(pair):
+    _, _, cdb = pair
+    now = clock.now()
+    cdb.handled_events.insert_many([
+        {"_id": "consumer_t.on_thing_made:old", "event_type": "thing_made", "handled_at": now - timedelta(days=31)},
+        {"_id": "consumer_t.on_thing_made:new", "event_type": "thing_made", "handled_at": now - timedelta(days=29)},
+    ])
+    assert prune_handled(cdb, timedelta(days=30)) == 1
+    assert [d["_id"] for d in cdb.handled_events.find({}, {"_id": 1})] == ["consumer_t.on_thing_made:new"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from nameko.dependency_providers import Config
 from nameko.timer import timer
 from prometheus_client import Gauge
 
@@ -39,7 +38,6 @@ class ContactsService(CrmService):
     OUTBOX_COLLECTIONS = (CONTACTS,)
 
     store = MongoStore(ContactsStore)
-    config = Config()
 
     # ------------------------------------------------------------------ helpers
 

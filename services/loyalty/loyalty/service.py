@@ -8,7 +8,6 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from nameko.dependency_providers import Config
 from nameko.timer import timer
 from prometheus_client import Gauge
 
@@ -60,7 +59,6 @@ class LoyaltyService(CrmService):
     name = "loyalty"
     OUTBOX_COLLECTIONS = ("member_versions",)
     store = MongoStore(LoyaltyStore)
-    config = Config()
 
     # -- helpers (not entrypoints) ----------------------------------------------------
     def _policy(self) -> domain.Policy:

@@ -2,18 +2,24 @@
 relay, ``ping``, ``echo``, and replay of parked event deliveries."""
 from __future__ import annotations
 
+import logging
 import time
+from datetime import timedelta
 
+from nameko.dependency_providers import Config
 from nameko.timer import timer
 
 from .. import metrics
 from ..errors import CrmError
 from .entrypoints import CrmRpc
-from .handlers import PARKED, replay_parked
+from .handlers import HANDLED_RETENTION_DAYS, PARKED, prune_handled, replay_parked
 from .observe import Observe
 from .outbox import EventOutbox
 
+log = logging.getLogger(__name__)
+
 RELAY_INTERVAL_SECONDS = 5
+PRUNE_INTERVAL_SECONDS = 3600
 MAX_ECHO_DELAY = 5.0
 
 
@@ -35,6 +41,7 @@ class CrmService:
     name: str
     OUTBOX_COLLECTIONS: tuple[str, ...] = ()
 
+    config = Config()
     observe = Observe()
     outbox = EventOutbox()
 
@@ -66,3 +73,11 @@ class CrmService:
             self.outbox.relay(self.store.db[name])
         # Refreshed here too, so the gauge (and its alert) survives a restart.
         metrics.EVENTS_PARKED.labels(self.name).set(self.store.db[PARKED].count_documents({}))
+
+    @timer(interval=PRUNE_INTERVAL_SECONDS)
+    def prune_handled_events(self):
+        """Forget handled-event markers older than HANDLED_EVENTS_RETENTION_DAYS (30)."""
+        days = float(self.config.get("HANDLED_EVENTS_RETENTION_DAYS") or HANDLED_RETENTION_DAYS)
+        pruned = prune_handled(self.store.db, timedelta(days=days))
+        if pruned:
+            log.info("forgot %d handled-event markers older than %g days", pruned, days)

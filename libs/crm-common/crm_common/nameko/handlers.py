@@ -17,6 +17,7 @@ import functools
 import logging
 import time
 import traceback
+from datetime import timedelta
 
 from nameko.events import SERVICE_POOL
 from pymongo.errors import DuplicateKeyError
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 HANDLED = "handled_events"
 PARKED = "parked_events"
 RETRY_DELAYS = (0.2, 1.0)
+# Duplicates come from broker redeliveries and outbox relays, minutes after the original;
+# a month of markers is ample, and without pruning they grow forever (no TTL on FerretDB).
+HANDLED_RETENTION_DAYS = 30
 
 
 def handles(source_service: str, event_type: str):
@@ -93,3 +97,8 @@ def replay_parked(service, limit: int = 100) -> int:
         replayed += 1
     metrics.EVENTS_PARKED.labels(service.name).set(db[PARKED].count_documents({}))
     return replayed
+
+
+def prune_handled(db, older_than: timedelta) -> int:
+    """Forget the handled-event markers older than ``older_than``; returns how many."""
+    return db[HANDLED].delete_many({"handled_at": {"$lt": clock.now() - older_than}}).deleted_count

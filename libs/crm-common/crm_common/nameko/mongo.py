@@ -10,6 +10,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from .. import config, probes
+from .handlers import HANDLED
 
 PROBE_TIMEOUT_SECONDS = 2
 
@@ -38,6 +39,7 @@ class MongoStore(DependencyProvider):
         ensure = getattr(self.store_factory, "ensure_indexes", None)
         if ensure:
             ensure(self.db)
+        self.db[HANDLED].create_index("handled_at")  # for pruning (crm_common.nameko.handlers)
         self._check_name = f"{self.container.service_name}.database"
         probes.add_check(self._check_name, self._ping)
 
