@@ -5,10 +5,10 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 
 .PHONY: help install deps infra-install proto up down status demo test test-unit test-integration test-e2e k8s-check \
-        images run-contacts run-loyalty run-gateway grpcurl bench logs clean
+        k8s-generate images run-gateway grpcurl bench logs clean
 
 help: ## list the workflows
-	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 install: deps infra-install proto ## install everything: Python deps (uv), RabbitMQ, FerretDB, generated gRPC code
 
@@ -53,6 +53,9 @@ test-integration: install ## integration tests only
 test-e2e: install ## end-to-end tests only
 	@scripts/test.sh e2e
 
+k8s-generate: deps ## regenerate deploy/k8s's per-deployable files from the registry (commit the result)
+	@$(PY) scripts/k8s_generate.py
+
 k8s-check: deps ## deploy/ without a cluster: render every overlay and component, validate (Kubernetes + CRD schemas), monitoring checks, invariant tests
 	@scripts/test.sh deploy
 
@@ -60,16 +63,13 @@ IMAGE_PREFIX ?= localhost/crm-
 IMAGE_TAG ?= dev
 images: ## build the container images (needs a Docker engine): localhost/crm-<name>:dev, as the dev overlay expects (IMAGE_PREFIX, IMAGE_TAG)
 	@docker info >/dev/null 2>&1 || { echo "images: no Docker engine reachable (docker info failed)"; exit 1; }
-	@for s in contacts loyalty; do \
+	@for s in $$($(PY) -m crm_common.registry services); do \
 	  docker build -f deploy/docker/service.Dockerfile --build-arg SERVICE=$$s -t $(IMAGE_PREFIX)$$s:$(IMAGE_TAG) . || exit 1; \
 	done
 	docker build -f deploy/docker/gateway.Dockerfile -t $(IMAGE_PREFIX)gateway:$(IMAGE_TAG) .
 
-run-contacts: ## run the contacts service in the foreground (needs `scripts/infra.sh up`)
-	.venv/bin/crm-service contacts
-
-run-loyalty: ## run the loyalty service in the foreground
-	.venv/bin/crm-service loyalty
+run-%: ## run-<service>: one service of the registry in the foreground (needs `scripts/infra.sh up`)
+	.venv/bin/crm-service $*
 
 run-gateway: ## run the gateway in the foreground
 	.venv/bin/crm-gateway

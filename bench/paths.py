@@ -85,6 +85,6 @@ def paths(addr: str, s: Seed) -> list[Path]:
             dict(d, source="bench", source_ref=f"{s.run}-{{{{newUUID}}}}",
                  amount={"amount_minor": 1999, "currency": "EUR"}) for d in by_id])),
         Path("redeem points", "write", call(LOYALTY, "RedeemPoints", [
-            dict(d, points=1, reason="Benchmark voucher", request_id=f"{s.run}-{{{{newUUID}}}}")
+            dict(d, points=1, reason="Benchmark voucher", idempotency_key=f"{s.run}-{{{{newUUID}}}}")
             for d in by_id])),
     ]

@@ -116,7 +116,7 @@ def earn_and_redeem(loyalty, contact_id: str, n: int, rnd: random.Random) -> Non
     if n % 3 == 0:
         try:
             loyalty.RedeemPoints(loyalty_pb2.RedeemPointsRequest(
-                contact_id=contact_id, points=50, reason="Welcome voucher", request_id=f"demo-redeem-{n:02d}"),
+                contact_id=contact_id, points=50, reason="Welcome voucher", idempotency_key=f"demo-redeem-{n:02d}"),
                 timeout=10)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:

@@ -3,7 +3,9 @@
 #   - kustomize (pinned in scripts/k8s_pins.py) is built into tools/bin if missing
 #   - tests/deploy renders every overlay and component with it (var/k8s/<variant>.yaml),
 #     validates every object against Kubernetes' and the operators' CRD schemas, asserts
-#     the invariants, and runs scripts/check-monitoring.sh (promtool, dashboards' metrics)
+#     the invariants (read from the registry), checks the files scripts/k8s_generate.py
+#     writes are up to date, runs the same on a copy generated for a registry with one more
+#     service, and runs scripts/check-monitoring.sh (promtool, dashboards' metrics)
 #
 #   scripts/k8s-check.sh [PYTEST_ARGS...]      (scripts/test.sh adds --junitxml)
 set -uo pipefail

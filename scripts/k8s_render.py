@@ -4,6 +4,10 @@ Variants: each overlay as it is, each opt-in component on top of the dev overlay
 component is rendered at least once), and prod with every component (the full picture).
 
     python scripts/k8s_render.py [OUT_DIR]     writes OUT_DIR/<variant>.yaml (default var/k8s)
+
+CRM_K8S=DIR renders another deploy/k8s tree (and CRM_K8S_OUT=DIR writes its renders
+elsewhere): tests/deploy/test_generated.py checks a copy generated for another registry
+with the same tests.
 """
 from __future__ import annotations
 
@@ -22,10 +26,10 @@ import yaml
 from k8s_pins import KUSTOMIZE_MODULE, KUSTOMIZE_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
-K8S = ROOT / "deploy" / "k8s"
+K8S = Path(os.environ.get("CRM_K8S") or ROOT / "deploy" / "k8s")
 TOOLS_BIN = ROOT / "tools" / "bin"
 KUSTOMIZE = TOOLS_BIN / "kustomize"
-OUT_DIR = ROOT / "var" / "k8s"
+OUT_DIR = Path(os.environ.get("CRM_K8S_OUT") or ROOT / "var" / "k8s")
 
 
 def go_binary() -> str:

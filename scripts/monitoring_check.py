@@ -44,8 +44,19 @@ EXTERNAL_METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "rabbitmq_queue_consumers": ("rabbitmq_prometheus: consumers attached to the queue",
                                  frozenset({"vhost", "queue"})),
 }
-# Labels Prometheus adds to every series scraped through the PodMonitors.
-TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "container", "endpoint"})
+PODMONITORS_FILE = COMPONENT / "podmonitors.yaml"
+
+
+def relabeled_target_labels() -> frozenset[str]:
+    """The target labels the PodMonitors' relabelings add (e.g. `component`)."""
+    return frozenset(r["targetLabel"] for doc in yaml.safe_load_all(PODMONITORS_FILE.read_text()) if doc
+                     for endpoint in doc["spec"].get("podMetricsEndpoints") or []
+                     for r in endpoint.get("relabelings") or [] if r.get("targetLabel"))
+
+
+# Labels Prometheus adds to every series scraped through the PodMonitors: the Prometheus
+# Operator's own, and those podmonitors.yaml relabels in.
+TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "container", "endpoint"}) | relabeled_target_labels()
 # Label values fixed by a library: the gateway records go-grpc-prometheus' code spellings.
 GRPC_CODE_LABEL = "grpc_code"
 
@@ -232,12 +243,12 @@ def promql(expr: str) -> str:
 # generated gRPC code, which `make k8s-check` does not build).
 _DUMP_REGISTRY = r"""
 import importlib, json, sys
-from importlib.metadata import entry_points
 from prometheus_client import REGISTRY
+from crm_common import registry
 
-services = [ep.value.split(":")[0] for ep in entry_points(group="crm.services")]
+services = [s.module.split(":")[0] for s in registry.load().services]
 if not services:
-    sys.exit("no entry points in group crm.services: run make deps")
+    sys.exit("no service in the registry " + str(registry.path()))
 for module in ["crm_gateway.metrics", *services]:
     importlib.import_module(module)
 
@@ -277,6 +288,10 @@ def metric_problems(uses: list[Use], exported: dict[str, set[str]]) -> list[str]
     known.update({name: set(labels) for name, (_, labels) in EXTERNAL_METRICS.items()})
     codes = {code_label(code) for code in grpc.StatusCode}
     problems = []
+    for name, labels in sorted(exported.items()):
+        for label in sorted(labels & TARGET_LABELS):
+            problems.append(f"{name} has its own label {label!r}, a target label too: Prometheus would "
+                            f"rename it exported_{label}")
     for use in uses:
         query = parse(use.expr)
         if not query.selectors:

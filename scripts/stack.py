@@ -5,9 +5,11 @@
     scripts/stack.py down      stop what `up` started
     scripts/stack.py status
 
-Processes write logs to var/log/<name>.log and pid files to var/run/. The end-to-end
-tests use :class:`Stack` directly to run a private stack on their own vhost,
-databases and ports. Infrastructure (broker, database) is scripts/infra.sh's job.
+The processes are the registry's deployables (crm_common.registry): every service as
+``crm-service NAME``, then the gateway. Processes write logs to var/log/<name>.log and
+pid files to var/run/. The end-to-end tests use :class:`Stack` directly to run a
+private stack on their own vhost, databases and ports. Infrastructure (broker,
+database) is scripts/infra.sh's job.
 """
 from __future__ import annotations
 
@@ -18,29 +20,35 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pika
 
+from crm_common import config, registry
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
-DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5682/"
-DEFAULT_MONGODB_URL = "mongodb://127.0.0.1:27217/"
 
-# Start order: consumers before producers, so event queues exist before the first
-# event is published. Each runs as `crm-service NAME` (crm_common.launcher).
-SERVICES = ["loyalty", "contacts"]
-METRICS_PORTS = {"gateway": 9100, "contacts": 9101, "loyalty": 9102}
+
+def services() -> list[str]:
+    """Every service of the registry, in its order; each runs as `crm-service NAME`."""
+    return [s.name for s in registry.load().services]
+
+
+def metrics_ports() -> dict[str, int]:
+    return {d.name: d.metrics_port for d in registry.load().deployables}
 
 
 @dataclass
 class Stack:
-    amqp_uri: str = field(default_factory=lambda: os.environ.get("AMQP_URI", DEFAULT_AMQP_URI))
-    mongodb_url: str = field(default_factory=lambda: os.environ.get("MONGODB_URL", DEFAULT_MONGODB_URL))
-    gateway_addr: str = field(default_factory=lambda: os.environ.get("GATEWAY_ADDR", "127.0.0.1:50051"))
-    metrics_ports: dict[str, int] = field(default_factory=lambda: dict(METRICS_PORTS))
+    amqp_uri: str = field(default_factory=config.amqp_uri)
+    mongodb_url: str = field(default_factory=config.mongodb_url)
+    gateway_addr: str = field(default_factory=lambda: config.env(
+        "GATEWAY_ADDR", f"127.0.0.1:{registry.load().gateway.grpc_port}"))
+    metrics_ports: dict[str, int] = field(default_factory=metrics_ports)
     database_prefix: str = ""          # "" = the services' own defaults (crm_<service>)
     run_dir: Path = ROOT / "var"
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -100,13 +108,13 @@ class Stack:
         self.pidfile(name).unlink(missing_ok=True)
 
     def up(self, names: list[str] | None = None, timeout: float = 60) -> None:
-        for name in names or [*SERVICES, "gateway"]:
+        for name in names or [*services(), "gateway"]:
             if self.running_pid(name) is None:
                 self.start(name)
                 self.wait_ready(name, timeout)
 
     def down(self) -> None:
-        for name in ["gateway", *reversed(list(SERVICES))]:
+        for name in ["gateway", *reversed(services())]:
             self.stop(name)
 
     # -- readiness ----------------------------------------------------------------
@@ -119,8 +127,11 @@ class Stack:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.run_dir}/log/{name}.log")
             try:
                 if name == "gateway":
+                    # listening is not enough: ready means connected to the broker
                     host, port = self.gateway_addr.rsplit(":", 1)
                     socket.create_connection((host, int(port)), timeout=1).close()
+                    if self.metrics_ports.get(name):
+                        _ready(self.metrics_ports[name])
                 else:
                     rpc_ping(self.amqp_uri, name, timeout=2)
                 return
@@ -128,6 +139,13 @@ class Stack:
                 last_error = exc
                 time.sleep(0.2)
         raise TimeoutError(f"{name} not ready after {timeout}s: {last_error}")
+
+
+def _ready(port: int) -> None:
+    """Raises unless the process's /readyz answers 200 (crm_common.probes)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+        if response.status != 200:
+            raise RuntimeError(f"/readyz answered {response.status}")
 
 
 def _alive(pid: int) -> bool:
@@ -176,7 +194,7 @@ def rpc_call(amqp_uri: str, service: str, method: str, kwargs: dict | None = Non
 
 BANNER = """
 The CRM is up. gRPC gateway: {addr}  (health + reflection on)
-Metrics: gateway :{gateway}/metrics, contacts :{contacts}/metrics, loyalty :{loyalty}/metrics
+Metrics: {metrics}
 Logs: var/log/*.log   Stop: make down
 
 Try (make grpcurl builds grpcurl into tools/bin once):
@@ -190,11 +208,12 @@ def main(argv: list[str]) -> int:
     if cmd == "up":
         stack.up()
     elif cmd == "banner":
-        print(BANNER.format(addr=stack.gateway_addr, **stack.metrics_ports))
+        metrics = ", ".join(f"{name} :{port}/metrics" for name, port in stack.metrics_ports.items())
+        print(BANNER.format(addr=stack.gateway_addr, metrics=metrics))
     elif cmd == "down":
         stack.down()
     elif cmd == "status":
-        for name in [*SERVICES, "gateway"]:
+        for name in [*services(), "gateway"]:
             pid = stack.running_pid(name)
             print(f"{name:10s} {'running (pid %d)' % pid if pid else 'stopped'}")
     else:

@@ -2,9 +2,12 @@
 # One image recipe for every nameko service (build context = the repository root):
 #   docker build -f deploy/docker/service.Dockerfile --build-arg SERVICE=contacts -t crm-contacts .
 #   docker build -f deploy/docker/service.Dockerfile --build-arg SERVICE=loyalty  -t crm-loyalty .
-# The builder installs exactly the service's locked dependencies (no dev group, no
-# other service, no gRPC) as wheels into /app/.venv; the runtime stage gets that
-# virtualenv and the service's config.yaml, nothing else: no uv, no sources, no tests.
+# SERVICE is the service's name in the registry (libs/crm-common/crm_common/registry.toml),
+# whose package is crm-<name> in services/<name>/ (tests/deploy/test_images.py holds every
+# entry to that). The builder installs exactly the service's locked dependencies (no dev
+# group, no other service, no gRPC) as wheels into /app/.venv; the runtime stage gets that
+# virtualenv, nothing else: no uv, no sources, no tests, no config file (the registry is
+# package data of crm-common, inside the virtualenv).
 ARG PYTHON_IMAGE=python:3.11-slim-trixie
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
@@ -26,7 +29,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
     uv sync --frozen --no-dev --no-install-workspace \
-        --package "crm-${SERVICE:?build with --build-arg SERVICE=contacts|loyalty}"
+        --package "crm-${SERVICE:?build with --build-arg SERVICE=<a service of the registry>}"
 # Then the workspace members this service needs (the shared library and the service).
 COPY pyproject.toml uv.lock ./
 COPY libs/ libs/
@@ -42,12 +45,11 @@ RUN groupadd --system --gid 10001 crm \
  && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin crm \
  && (python -m pip uninstall --yes --quiet pip setuptools wheel || true)
 COPY --from=builder /app/.venv /app/.venv
-COPY services/${SERVICE}/config.yaml /app/config.yaml
-# CRM_SERVICE names the service for the `crm-service` launcher (crm-common), which execs
-# `nameko run --config $CRM_CONFIG <module:Class>`: nameko is PID 1 and gets SIGTERM itself,
-# stops consuming and lets in-flight workers finish.
+# CRM_SERVICE names the service for the `crm-service` launcher (crm-common), which builds
+# nameko's config from the registry and the environment (AMQP_URI, MONGODB_URL, the
+# ConfigMap's settings) and runs the service with nameko's runner in its own process:
+# PID 1 gets SIGTERM itself, stops consuming and lets in-flight workers finish.
 ENV CRM_SERVICE=${SERVICE} \
-    CRM_CONFIG=/app/config.yaml \
     METRICS_PORT=9100 \
     PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -1,72 +1,62 @@
 """The gRPC gateway: grpc.aio server for crm.v1 + health + reflection, AMQP RPC to services.
 
-Environment:
-  GATEWAY_ADDR      listen address (default 127.0.0.1:50051)
-  AMQP_URI          broker (default crm_common.config's amqp://guest:guest@127.0.0.1:5682/)
-  METRICS_PORT      Prometheus /metrics port (default 9100; 0 disables)
+Which public services exist and which nameko service backs each comes from the
+registry (crm_common.registry); every RPC goes through the generic bridge.
+
+Environment (crm_common.config; defaults in the registry's [gateway.settings]):
+  GATEWAY_ADDR      listen address (default 127.0.0.1:<registry grpc_port>)
+  AMQP_URI          broker (default amqp://guest:guest@127.0.0.1:5682/)
+  METRICS_PORT      /metrics, /healthz, /readyz port (default: the registry's; 0 disables)
   GATEWAY_DEFAULT_TIMEOUT  AMQP timeout when the caller sets no deadline (default 10 s)
   GATEWAY_MAX_TIMEOUT      cap on the AMQP timeout (default 30 s)
   GATEWAY_GRACE     seconds in-flight calls get on SIGTERM/SIGINT (default 10)
-  LOG_LEVEL         default INFO; GATEWAY_ACCESS_LOG=0 silences the per-call lines
+  GATEWAY_ACCESS_LOG  1: one JSON line per call (0 = off)
+  LOG_LEVEL         default INFO
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from crm.v1 import (contacts_pb2, contacts_pb2_grpc, diagnostics_pb2, diagnostics_pb2_grpc, loyalty_pb2,
-                    loyalty_pb2_grpc)
-from crm_common import config, probes
+from crm_common import config, logs, probes, registry
+from crm_common.registry import Registry
 
-from . import logs, metrics
+from . import metrics
 from .amqp_rpc import AmqpRpcClient
-from .base import DEFAULT_TIMEOUT, MAX_TIMEOUT
-from .contacts import ContactsServicer
-from .diagnostics import DiagnosticsServicer
-from .loyalty import LoyaltyServicer
+from .bridge import Bridge, load_api
+from .diagnostics import SERVICE as DIAGNOSTICS, diagnostics_handler
 
 log = logging.getLogger("crm_gateway.server")
 
-SERVICE_NAMES = (
-    contacts_pb2.DESCRIPTOR.services_by_name["ContactsService"].full_name,
-    loyalty_pb2.DESCRIPTOR.services_by_name["LoyaltyService"].full_name,
-    diagnostics_pb2.DESCRIPTOR.services_by_name["Diagnostics"].full_name,
-)
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class Gateway:
     """The assembled gateway; ``await start()``, ``await stop()``. Used by main() and tests."""
 
     def __init__(self, addr: str = "127.0.0.1:50051", amqp_uri: str | None = None, *,
-                 default_timeout: float = DEFAULT_TIMEOUT, max_timeout: float = MAX_TIMEOUT,
-                 contacts_service: str = "contacts", loyalty_service: str = "loyalty"):
+                 default_timeout: float = 10.0, max_timeout: float = 30.0, reg: Registry | None = None):
+        load_api()
         self.addr = addr
+        self.registry = reg or registry.load()
         self.rpc = AmqpRpcClient(amqp_uri or config.amqp_uri(), name="gateway",
                                  on_state_change=self._on_broker_state)
+        self.bridge = Bridge(self.rpc, self.registry, default_timeout=default_timeout, max_timeout=max_timeout)
+        self.service_names = (*self.bridge.routed_services(), DIAGNOSTICS)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[metrics.MetricsInterceptor()],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4 * 1024 * 1024)])
-        contacts_pb2_grpc.add_ContactsServiceServicer_to_server(
-            ContactsServicer(self.rpc, default_timeout=default_timeout, max_timeout=max_timeout,
-                             service=contacts_service), self.server)
-        loyalty_pb2_grpc.add_LoyaltyServiceServicer_to_server(
-            LoyaltyServicer(self.rpc, default_timeout=default_timeout, max_timeout=max_timeout,
-                            service=loyalty_service), self.server)
-        diagnostics_pb2_grpc.add_DiagnosticsServicer_to_server(
-            DiagnosticsServicer(self.rpc, default_timeout=default_timeout, max_timeout=max_timeout,
-                                services={"contacts": contacts_service, "loyalty": loyalty_service}),
-            self.server)
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+        self.server.add_generic_rpc_handlers([*self.bridge.generic_handlers(), diagnostics_handler(self.bridge)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                             reflection.SERVICE_NAME), self.server)
+            self.service_names + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                                  reflection.SERVICE_NAME), self.server)
         self.port = 0
 
     async def _set_health(self, service: str, status) -> None:
@@ -78,7 +68,7 @@ class Gateway:
         metrics.AMQP_CONNECTED.set(1 if connected else 0)
         status = (health_pb2.HealthCheckResponse.SERVING if connected
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
-        for name in SERVICE_NAMES:
+        for name in self.service_names:
             res = self.health.set(name, status)
             if asyncio.iscoroutine(res):
                 asyncio.ensure_future(res)
@@ -90,7 +80,7 @@ class Gateway:
         # Overall health ("") is SERVING while the process runs; the crm.v1 services'
         # statuses follow the broker connection (NOT_SERVING while it is down).
         await self._set_health("", health_pb2.HealthCheckResponse.SERVING)
-        for name in SERVICE_NAMES:
+        for name in self.service_names:
             await self._set_health(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         connected = await self.rpc.start(wait=5.0)
@@ -104,12 +94,16 @@ class Gateway:
         await self.rpc.close()
 
 
+def setting(name: str) -> float:
+    return float(config.setting("gateway", name))
+
+
 async def serve() -> None:
-    addr = os.environ.get("GATEWAY_ADDR", "127.0.0.1:50051")
-    gw = Gateway(addr, config.amqp_uri(),
-                 default_timeout=float(os.environ.get("GATEWAY_DEFAULT_TIMEOUT", DEFAULT_TIMEOUT)),
-                 max_timeout=float(os.environ.get("GATEWAY_MAX_TIMEOUT", MAX_TIMEOUT)))
-    metrics_port = config.metrics_port(default=9100)
+    reg = registry.load()
+    addr = config.env("GATEWAY_ADDR", f"127.0.0.1:{reg.gateway.grpc_port}")
+    gw = Gateway(addr, config.amqp_uri(), default_timeout=setting("GATEWAY_DEFAULT_TIMEOUT"),
+                 max_timeout=setting("GATEWAY_MAX_TIMEOUT"), reg=reg)
+    metrics_port = config.metrics_port(default=reg.gateway.metrics_port)
     if metrics_port:
         # /metrics, /healthz, /readyz (ready = connected to the broker); Kubernetes may
         # use these or the native gRPC health checks, which follow the same state.
@@ -122,14 +116,15 @@ async def serve() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    grace = float(os.environ.get("GATEWAY_GRACE", "10"))
+    grace = setting("GATEWAY_GRACE")
     log.info("gateway stopping", extra={"grace_s": grace})
     await gw.stop(grace)
     log.info("gateway stopped")
 
 
 def main() -> None:
-    logs.setup()
+    access = config.setting("gateway", "GATEWAY_ACCESS_LOG") not in ("0", "false", "no")
+    logs.setup(config.log_level(), quiet=() if access else ("crm_gateway.access",))
     asyncio.run(serve())
 
 

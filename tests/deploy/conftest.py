@@ -1,5 +1,11 @@
 """Fixtures over the rendered manifests: every variant is rendered once per session with the
-pinned kustomize (scripts/k8s_render.py), into var/k8s/<variant>.yaml as well. No cluster."""
+pinned kustomize (scripts/k8s_render.py), into var/k8s/<variant>.yaml as well. No cluster.
+
+What the manifests must hold is read from the registry (crm_common.registry, CRM_REGISTRY
+for another file), never from a list of names here. CRM_K8S points the whole suite at
+another deploy/k8s tree: test_generated.py runs it on a copy generated for a registry with
+one more service. Tests marked `whole_repo` check the repository itself (packages, images,
+the monitoring component's metrics), not the tree under test, and are left out there."""
 import sys
 from pathlib import Path
 
@@ -21,6 +27,10 @@ def variant_names(component: str | None = None) -> list[str]:
     return [v.name for v in VARIANTS if component is None or component in v.components]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "whole_repo: checks the repository itself, not the deploy/k8s tree under test")
+
+
 def pytest_generate_tests(metafunc):
     # a test that asks for `variant` runs once per rendered variant (dev, prod, dev+keda ...)
     explicit = any("variant" in m.args[0] for m in metafunc.definition.iter_markers("parametrize"))
@@ -39,6 +49,12 @@ def objects(rendered, variant) -> list[dict]:
     if isinstance(result, RuntimeError):
         pytest.fail(f"{variant} does not render: {result}")
     return result
+
+
+@pytest.fixture(scope="session")
+def base() -> list[dict]:
+    """deploy/k8s/base alone, as the generator wrote it (before any overlay's patches)."""
+    return k8s_render.parse(k8s_render.build(k8s_render.K8S / "base"))
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,18 @@ import json
 import re
 import shlex
 
+from crm_common import registry
 from kube import (CLUSTER_SCOPED_KINDS, containers, name_of, of_kind, pod_labels, pod_spec,
                   port_numbers, ref, selector_matches, workloads)
 
-DEPLOYABLES = ("contacts", "loyalty", "gateway")
+REGISTRY = registry.load()   # CRM_REGISTRY may name another file (test_generated.py does)
+DEPLOYABLES = tuple(d.name for d in REGISTRY.deployables)
+GATEWAY = REGISTRY.gateway.name
 NAME_LABEL = "app.kubernetes.io/name"
 # The only value a Secret in the repository may carry: a marker the operator replaces.
 SECRET_MARKER = "CHANGE-ME"
-METRICS_PORT = 9100
-GATEWAY_PORT = 50051
+METRICS_PORT = registry.CLUSTER_METRICS_PORT
+GATEWAY_PORT = REGISTRY.gateway.grpc_port
 
 
 # --- pods -----------------------------------------------------------------------------
@@ -111,6 +114,9 @@ def autoscaling_violations(objects: list[dict]) -> list[str]:
     for hpa in of_kind(objects, "HorizontalPodAutoscaler"):
         if hpa["spec"].get("minReplicas", 1) > hpa["spec"]["maxReplicas"]:
             found.append(f"{ref(hpa)}: minReplicas above maxReplicas")
+    for scaled in of_kind(objects, "ScaledObject"):
+        if scaled["spec"].get("minReplicaCount", 0) > scaled["spec"].get("maxReplicaCount", 100):
+            found.append(f"{ref(scaled)}: minReplicaCount above maxReplicaCount")
     return found
 
 
@@ -243,7 +249,7 @@ def generator_inputs(kustomization: dict, read) -> list[tuple[str, str]]:
 # --- network policies ---------------------------------------------------------------------
 
 EGRESS_ALLOWED = {  # what a deployable may open connections to: DNS, the broker, the database
-    "gateway": {53, 5671, 5672, "dns", "dns-tcp", "amqp", "amqps"},
+    GATEWAY: {53, 5671, 5672, "dns", "dns-tcp", "amqp", "amqps"},
     None: {53, 5671, 5672, 27017, "dns", "dns-tcp", "amqp", "amqps", "mongodb"},
 }
 
@@ -294,12 +300,12 @@ def network_policy_violations(objects: list[dict]) -> list[str]:
             if not _from_outside(rule.get("from"), namespace):
                 continue
             ports = _ports(rule)
-            if app == "gateway":
+            if app == GATEWAY:
                 reachable |= ports is None or bool({"grpc", GATEWAY_PORT} & set(ports))
             elif ports is None or not set(ports) <= {"metrics", METRICS_PORT}:
                 found.append(f"{ref(deployment)}: reachable from outside the namespace on "
                              f"{'every port' if ports is None else ports} (only the gateway may be)")
-        if app == "gateway" and not reachable:
+        if app == GATEWAY and not reachable:
             found.append(f"{ref(deployment)}: the gateway is not reachable from outside the namespace on grpc")
         if not any("Egress" in _policy_types(p) for p in selecting):
             found.append(f"{ref(deployment)}: no NetworkPolicy restricts its egress")
@@ -314,6 +320,49 @@ def network_policy_violations(objects: list[dict]) -> list[str]:
                                  f"{'every port' if ports is None else ports}")
                 elif not set(ports) <= {53, "dns", "dns-tcp"} and any("ipBlock" in peer for peer in rule.get("to") or [{}]):
                     found.append(f"{ref(deployment)}: {ref(p)} lets it reach {ports} on any address, not just in-cluster")
+    return found
+
+
+# What each kind of deployable must reach, and nothing else may: the broker's and the
+# database's pods (as their operators label them) and their client ports.
+BACKING_SERVICES = {
+    "rabbitmq": ({"app.kubernetes.io/name": "rabbitmq"}, 5672, {"service", "gateway"}),
+    "mongodb": ({"app": "mongodb-svc"}, 27017, {"service"}),
+}
+
+
+def _peer_admits(peers: list[dict] | None, labels: dict) -> bool:
+    """Whether a rule's peers admit pods with these labels in the policy's own namespace."""
+    return any("podSelector" in peer and "namespaceSelector" not in peer
+               and selector_matches(peer["podSelector"], labels) for peer in peers or [])
+
+
+def _opens(rule: dict, port: int) -> bool:
+    ports = _ports(rule)
+    return ports is None or port in ports
+
+
+def reachability_violations(objects: list[dict]) -> list[str]:
+    """With NetworkPolicies: each service reaches RabbitMQ and MongoDB, the gateway RabbitMQ
+    only (ingress of the backing service's pods and egress of the deployable's)."""
+    found = []
+    policies = of_kind(objects, "NetworkPolicy")
+    for deployment in of_kind(objects, "Deployment"):
+        labels = pod_labels(deployment)
+        name = labels.get(NAME_LABEL)
+        kind = REGISTRY.deployable(name).kind if name in DEPLOYABLES else None
+        for backing, (backing_labels, port, who) in BACKING_SERVICES.items():
+            ingress = any(selector_matches(p["spec"].get("podSelector"), backing_labels)
+                          and _opens(rule, port) and _peer_admits(rule.get("from"), labels)
+                          for p in policies if "Ingress" in _policy_types(p) for rule in p["spec"].get("ingress") or [])
+            egress = any(selector_matches(p["spec"].get("podSelector"), labels)
+                         and _opens(rule, port) and _peer_admits(rule.get("to"), backing_labels)
+                         for p in policies if "Egress" in _policy_types(p) for rule in p["spec"].get("egress") or [])
+            if kind in who and not (ingress and egress):
+                found.append(f"{ref(deployment)}: cannot reach {backing} on {port} "
+                             f"({'egress' if ingress else 'ingress of ' + backing} not allowed)")
+            if kind not in who and ingress:
+                found.append(f"{ref(deployment)}: {backing} admits it on {port}, which it does not need")
     return found
 
 
@@ -351,7 +400,7 @@ def wiring_violations(objects: list[dict]) -> list[str]:
             ports, env = port_numbers(container), _env(container, objects)
             if ports.get("metrics") != METRICS_PORT or env.get("METRICS_PORT") != str(METRICS_PORT):
                 found.append(f"{where}: metrics must be port `metrics` {METRICS_PORT} with METRICS_PORT={METRICS_PORT}")
-            if pod_labels(deployment).get(NAME_LABEL) == "gateway" and (
+            if pod_labels(deployment).get(NAME_LABEL) == GATEWAY and (
                     ports.get("grpc") != GATEWAY_PORT or env.get("GATEWAY_ADDR") != f"0.0.0.0:{GATEWAY_PORT}"):
                 found.append(f"{where}: the gateway must listen on 0.0.0.0:{GATEWAY_PORT} as port `grpc`")
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -359,6 +408,9 @@ def wiring_violations(objects: list[dict]) -> list[str]:
                     port = ((container.get(probe) or {}).get(handler) or {}).get("port")
                     if isinstance(port, str) and port not in ports:
                         found.append(f"{where}: {probe} uses port {port!r}, which the container does not name")
+                grpc_port = ((container.get(probe) or {}).get("grpc") or {}).get("port")
+                if grpc_port is not None and grpc_port not in ports.values():
+                    found.append(f"{where}: {probe} probes gRPC on {grpc_port}, which is not a port of the container")
     pods = [(w["metadata"].get("namespace"), pod_labels(w), w) for w in workloads(objects)]
     for service in of_kind(objects, "Service"):
         selector = (service.get("spec") or {}).get("selector") or {}
@@ -373,7 +425,7 @@ def wiring_violations(objects: list[dict]) -> list[str]:
                 if target not in named and target not in named.values():
                     found.append(f"{ref(service)}: targetPort {target!r} is not a port of {ref(workload)}")
         if (service.get("spec") or {}).get("type") in ("LoadBalancer", "NodePort") and not any(
-                pod_labels(w).get(NAME_LABEL) == "gateway" for w in chosen):
+                pod_labels(w).get(NAME_LABEL) == GATEWAY for w in chosen):
             found.append(f"{ref(service)}: exposed outside the cluster but it is not the gateway")
     return found
 

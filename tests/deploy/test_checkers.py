@@ -7,8 +7,8 @@ import pytest
 
 import k8s_schemas
 from invariants import (autoscaling_violations, disruption_budget_violations, dockerfile_violations,
-                        image_violations, network_policy_violations, pod_violations, secret_violations,
-                        wiring_violations)
+                        image_violations, network_policy_violations, pod_violations, reachability_violations,
+                        secret_violations, wiring_violations)
 
 LABELS = {"app.kubernetes.io/name": "contacts", "app.kubernetes.io/part-of": "crm"}
 SECURE = {"runAsNonRoot": True, "runAsUser": 10001, "readOnlyRootFilesystem": True,
@@ -120,6 +120,39 @@ def test_network_checker_reports_open_ingress_and_egress():
     assert "reachable from outside" in found and "connect to every port" in found
 
 
+def _policy(name, selector, ingress=None, egress=None):
+    spec = {"podSelector": {"matchLabels": selector}, "policyTypes": []}
+    if ingress is not None:
+        spec["policyTypes"].append("Ingress")
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = egress
+    return {"kind": "NetworkPolicy", "metadata": {"name": name, "namespace": "crm"}, "spec": spec}
+
+
+def _from(labels, port, key="from"):
+    return {key: [{"podSelector": {"matchLabels": labels}}], "ports": [{"port": port, "protocol": "TCP"}]}
+
+
+RABBITMQ, MONGODB = {"app.kubernetes.io/name": "rabbitmq"}, {"app": "mongodb-svc"}
+
+
+def test_reachability_checker_wants_both_backing_services_for_a_service_and_only_the_broker_for_the_gateway():
+    service = {"app.kubernetes.io/name": "contacts"}
+    broker_in = _policy("rabbitmq", RABBITMQ, ingress=[_from(service, 5672)])
+    database_in = _policy("mongodb", MONGODB, ingress=[_from(service, 27017)])
+    out = _policy("out", service, egress=[_from(RABBITMQ, 5672, "to"), _from(MONGODB, 27017, "to")])
+    assert reachability_violations([DEPLOYMENT, broker_in, database_in, out]) == []
+    assert "cannot reach mongodb" in " ".join(reachability_violations([DEPLOYMENT, broker_in, out]))
+    wrong_port = _policy("out", service, egress=[_from(RABBITMQ, 5672, "to"), _from(MONGODB, 27018, "to")])
+    assert "cannot reach mongodb on 27017 (egress" in " ".join(reachability_violations([DEPLOYMENT, broker_in, database_in, wrong_port]))
+    gateway = broken(broken(DEPLOYMENT, "metadata.name", "gateway"), "spec.template.metadata.labels",
+                     {"app.kubernetes.io/name": "gateway"})
+    open_database = _policy("mongodb", MONGODB, ingress=[{"from": [{"podSelector": {}}]}])
+    assert "does not need" in " ".join(reachability_violations([gateway, open_database]))
+
+
 GOOD_DOCKERFILE = """
 ARG PYTHON=3.11.11
 FROM python:${PYTHON}-slim AS build
@@ -151,3 +184,10 @@ def test_crd_schemas_are_strict():
     assert k8s_schemas.validate(scaled) == []
     assert "maxReplicaCont" in " ".join(k8s_schemas.validate(broken(scaled, "spec.maxReplicaCont", 3)))
     assert "no schema" in " ".join(k8s_schemas.validate({"apiVersion": "example.org/v1", "kind": "Thing"}))
+
+
+def test_wiring_checker_reports_a_grpc_probe_on_a_port_the_container_does_not_have():
+    probed = broken(DEPLOYMENT, C + "livenessProbe", {"grpc": {"port": 50051}})
+    assert "probes gRPC on 50051" in " ".join(wiring_violations([probed]))
+    served = broken(probed, C + "ports", [{"name": "metrics", "containerPort": 9100}, {"name": "grpc", "containerPort": 50051}])
+    assert wiring_violations([served]) == []

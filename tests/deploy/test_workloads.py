@@ -1,12 +1,10 @@
 """Invariants of the rendered workloads: probes, resources, non-root, PDB and autoscaler,
 namespaces, and ports that match the processes' contract."""
-import warnings
-
 import pytest
 from conftest import variant_names
 
 from invariants import (autoscaling_violations, disruption_budget_violations, namespace_violations,
-                        pod_violations, scrape_violations, wiring_violations, DEPLOYABLES, NAME_LABEL)
+                        pod_violations, scrape_violations, wiring_violations, DEPLOYABLES, NAME_LABEL, REGISTRY)
 from kube import of_kind, pod_labels
 
 
@@ -46,30 +44,57 @@ def test_with_monitoring_every_deployable_is_scraped(objects):
     assert not found, "\n".join(found)
 
 
-def consumed_queues() -> dict[str, set[str]]:
-    """Service name -> the RabbitMQ queues it consumes, from the real nameko entrypoints of
-    every service in the crm.services entry points (nameko's own queue naming)."""
-    from importlib.metadata import entry_points
+@pytest.mark.parametrize("variant", variant_names("keda"))
+def test_with_keda_each_service_scales_on_every_queue_it_consumes(objects):
+    scaled = {o["spec"]["scaleTargetRef"]["name"]: [t["metadata"].get("queueName") for t in o["spec"]["triggers"]
+                                                    if t["type"] == "rabbitmq"]
+              for o in of_kind(objects, "ScaledObject")}
+    assert scaled == {s.name: list(s.queues) for s in REGISTRY.services}
+    for o in of_kind(objects, "ScaledObject"):
+        names = [t.get("name") for t in o["spec"]["triggers"] if t["type"] == "rabbitmq"]
+        assert len(set(names)) == len(names), f"{o['metadata']['name']}: two triggers share a name: {names}"
 
-    with warnings.catch_warnings():  # nameko imports eventlet, which warns it is deprecated
-        warnings.simplefilter("ignore")
-        from nameko.events import EventHandler
-        services = [entry.load() for entry in entry_points(group="crm.services")]
-    queues = {}
-    for service in services:
-        queues[service.name] = {f"rpc-{service.name}"} | {
-            f"evt-{handler.source_service}-{handler.event_type}--{service.name}.{attribute}"
-            for attribute in dir(service)
-            for handler in getattr(getattr(service, attribute), "nameko_entrypoints", ()) or ()
-            if isinstance(handler, EventHandler)}
-    return queues
+
+def test_the_base_scales_each_deployable_within_its_registry_bounds(base):
+    bounds = {h["spec"]["scaleTargetRef"]["name"]: (h["spec"]["minReplicas"], h["spec"]["maxReplicas"])
+              for h in of_kind(base, "HorizontalPodAutoscaler")}
+    assert bounds == {d.name: d.replicas for d in REGISTRY.deployables}
 
 
 @pytest.mark.parametrize("variant", variant_names("keda"))
-def test_with_keda_each_service_scales_on_every_queue_it_consumes(objects):
-    scaled = {o["spec"]["scaleTargetRef"]["name"]: {t["metadata"].get("queueName") for t in o["spec"]["triggers"]
-                                                    if t["type"] == "rabbitmq"}
+def test_with_keda_the_services_keep_their_registry_maximum(objects):
+    bounds = {o["spec"]["scaleTargetRef"]["name"]: (o["spec"]["minReplicaCount"], o["spec"]["maxReplicaCount"])
               for o in of_kind(objects, "ScaledObject")}
-    expected = consumed_queues()
-    assert expected, "no service found in the crm.services entry points"
-    assert scaled == expected
+    for service in REGISTRY.services:
+        low, high = bounds[service.name]
+        assert high == service.replicas[1] and 1 <= low <= high, f"{service.name}: {low}..{high}"
+
+
+def test_each_configmap_holds_the_common_settings_and_the_registry_settings(base):
+    """Every key of a deployable's ConfigMap is a setting the process reads: what every
+    deployable of its kind gets, and the registry's `settings` (their defaults as values)."""
+    maps = {c["metadata"]["name"].rsplit("-", 1)[0]: c.get("data") or {} for c in of_kind(base, "ConfigMap")}
+    for d in REGISTRY.deployables:
+        data = maps[f"{d.name}-config"]
+        for key, default in d.settings.items():
+            if d.kind == "gateway" and key == "GATEWAY_GRACE":
+                continue   # raised for the cluster in base/kustomization.yaml
+            assert data.get(key) == default, f"{d.name}-config {key}={data.get(key)!r}, the registry says {default!r}"
+        common = {"METRICS_PORT", "LOG_LEVEL"} | ({"GATEWAY_ADDR"} if d.kind == "gateway" else
+                                                 {"MONGODB_DATABASE", "MAX_WORKERS", "HANDLED_EVENTS_RETENTION_DAYS"})
+        assert set(data) == common | set(d.settings), f"{d.name}-config: {sorted(set(data) ^ (common | set(d.settings)))}"
+        if d.kind == "service":
+            assert data["MONGODB_DATABASE"] == d.database
+
+
+def test_every_deployment_reads_its_own_configmap_and_credentials(objects):
+    for deployment in of_kind(objects, "Deployment"):
+        name = deployment["metadata"]["name"]
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            maps = [s["configMapRef"]["name"] for s in container.get("envFrom") or [] if "configMapRef" in s]
+            assert [m.rsplit("-", 1)[0] for m in maps] == [f"{name}-config"]
+            secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env") or [] if "valueFrom" in e}
+            assert secrets == {f"{name}-credentials"}
+            keys = {e["name"] for e in container.get("env") or [] if "valueFrom" in e}
+            wanted = {"AMQP_URI"} | ({"MONGODB_URL"} if REGISTRY.deployable(name).kind == "service" else set())
+            assert keys == wanted, f"{name} reads {sorted(keys)} from its Secret"

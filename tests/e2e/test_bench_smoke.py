@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_every_scenario_reports_figures_without_errors(stack, tmp_path):
-    cfg = Config(duration=1, warmup=0, in_flight=(4,), pipeline_n=12, seed_count=4, settle=0)
+    cfg = Config(duration=1, warmup=0, in_flight=(4,), pipeline_n=12, seed_count=4, settle=0, db_sizes=(300, 1000))
     results = run_all(Target.of(stack), cfg, say=lambda _: None)
     assert results["failures"] == []
 
@@ -35,6 +35,9 @@ def test_every_scenario_reports_figures_without_errors(stack, tmp_path):
         assert p["errors"] == 0 and p["create_rps"] > 0 and p["enroll_rps"] > 0, p
         assert 0 < p["lag_p50_ms"] <= p["lag_p99_ms"], p
     assert len(results["targets"]) >= 6 and set(GROUPS) == set(cfg.only)
+    db = results["database"]
+    assert set(db["sizes"]) == {"300", "1000"} and db["concurrency"]["20 x 30 $inc: kept of 600"] == 600
+    assert all(f["median_ms"] > 0 for size in db["sizes"].values() for k, f in size.items() if k != "insert_per_s")
 
     report.write(results, tmp_path)
     assert "full hop" in (tmp_path / "latest.md").read_text()

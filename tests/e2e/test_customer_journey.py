@@ -25,7 +25,7 @@ def test_consenting_contact_becomes_a_member_and_it_shows_on_the_timeline(api):
 
     def enrolled_on_timeline():
         page = contacts.ListTimeline(contacts_pb2.ListTimelineRequest(contact_id=contact.id), timeout=5)
-        return [e for e in page.entries if e.kind == "loyalty" and "nrol" in e.summary]
+        return [e for e in page.entries if e.kind == "member_enrolled" and e.source == "loyalty"]
     assert len(wait_for(enrolled_on_timeline)) == 1
 
 

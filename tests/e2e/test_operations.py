@@ -69,6 +69,6 @@ def test_the_request_id_follows_a_request_through_every_service_and_handler(stac
         return [line for line in text.splitlines() if rid in line and all(w in line for w in words)]
 
     # gateway -> contacts.create_contact -> loyalty's handler of contact_created (which
-    # enrols) -> contacts' handler of member_enrolled (timeline): one id all the way.
-    wait_for(lambda: lines("gateway", "CreateContact") and lines("contacts", "rpc create_contact")
-             and lines("loyalty", "eventhandler") and lines("contacts", "eventhandler on_member_enrolled"))
+    # enrols) -> contacts' handler of the timeline fact member_enrolled: one id all the way.
+    wait_for(lambda: lines("gateway", "CreateContact") and lines("contacts", '"method": "create_contact"')
+             and lines("loyalty", '"entrypoint": "event"') and lines("contacts", '"method": "on_timeline_fact"'))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pymongo
 import pytest
 
-from crm_common import config
+from crm_common import config, registry
 from support.infra import drop_vhost, fresh_vhost, unique_db
 
 
@@ -32,8 +32,13 @@ def make_config(amqp_uri, mongo_client):
     def make(service: str, **extra):
         name = unique_db(service.replace("-", "_"))
         created.append(name)
-        return {"AMQP_URI": amqp_uri, "MONGODB_URL": config.mongodb_url(),
-                "MONGODB_DATABASE": name, "METRICS_PORT": 0, **extra}
+        base = {"AMQP_URI": amqp_uri, "MONGODB_URL": config.mongodb_url(), "MONGODB_DATABASE": name,
+                "METRICS_PORT": 0}
+        if service in [s.name for s in registry.load().services]:  # the config `crm-service` would run with
+            cfg = config.service_config(service, **base)
+            cfg.pop("LOGGING")
+            return {**cfg, **extra}
+        return {**base, **extra}
 
     yield make
     for name in created:

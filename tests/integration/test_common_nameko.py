@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from prometheus_client import REGISTRY
 
+from support.things import ThingMade
 from support.waiting import wait_for
 
 from crm_common import clock
@@ -38,7 +39,7 @@ class Producer(CrmService):
 
     @rpc
     def make(self, thing_id, publish=True):
-        staged = [self.outbox.event("thing_made", thing_id, {"id": thing_id})]
+        staged = self.outbox.announce(ThingMade(id=thing_id))
         self.store.db.things.insert_one(ev.stage_on_insert({"_id": thing_id}, staged))
         if publish:  # publish=False simulates a crash between store and publish
             self.outbox.publish(self.store.db.things, thing_id, staged)

@@ -19,6 +19,7 @@ from crm_common.nameko.entrypoints import ReplyPublisher, SafeQueueConsumer
 from crm_common.nameko.handlers import handles
 from crm_common.nameko.mongo import MongoStore
 from crm_common.nameko.outbox import EventOutbox
+from support.things import ThingMade
 from support.waiting import wait_for
 
 REFUSED = kombu.exceptions.OperationalError("[Errno 111] ECONNREFUSED")
@@ -36,7 +37,7 @@ class Producer(CrmService):
 
     @rpc
     def make(self, thing_id):
-        staged = [self.outbox.event("thing_made", thing_id, {"id": thing_id})]
+        staged = self.outbox.announce(ThingMade(id=thing_id))
         self.store.db.things.insert_one(ev.stage_on_insert({"_id": thing_id}, staged))
         self.outbox.publish(self.store.db.things, thing_id, staged)
         return staged[0]["event_id"]

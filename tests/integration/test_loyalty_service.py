@@ -106,12 +106,12 @@ def ledger_sum(db, contact_id):
 def test_explicit_enroll_is_idempotent(loyalty):
     cfg, svc, db = loyalty()
     cid = new_contact_id()
-    first = svc.enroll(cid)
+    first = svc.enroll(contact_id=cid)
     assert first["member_id"] == derived_id("mem", cid)
     assert (first["status"], first["tier"], first["balance"], first["next_expiry"]) == ("active", "bronze", 0, None)
-    again = svc.enroll(cid)
+    again = svc.enroll(contact_id=cid)
     assert again == first
-    assert svc.get_member(cid)["version"] == 1
+    assert svc.get_member(contact_id=cid)["version"] == 1
     wait_for(lambda: events_of(cid, "member_enrolled"))
     time.sleep(0.3)
     [ev] = events_of(cid, "member_enrolled")
@@ -123,15 +123,15 @@ def test_unknown_member_and_bad_arguments(loyalty):
     cfg, svc, db = loyalty()
     cid = new_contact_id()
     with pytest.raises(NotFound) as err:
-        svc.get_member(cid)
+        svc.get_member(contact_id=cid)
     with pytest.raises(NotFound) as err:
-        svc.earn_points(cid, "shop", "o1", eur(1000))
+        svc.earn_points(contact_id=cid, source="shop", source_ref="o1", amount=eur(1000))
     assert "not a loyalty member" in str(err.value)
-    svc.enroll(cid)
+    svc.enroll(contact_id=cid)
     with pytest.raises(InvalidArgument) as err:
-        svc.earn_points(cid, "shop", "o1", eur(0))
+        svc.earn_points(contact_id=cid, source="shop", source_ref="o1", amount=eur(0))
     with pytest.raises(InvalidArgument) as err:
-        svc.earn_points({"$ne": 1}, "shop", "o1", eur(100))
+        svc.earn_points(contact_id={"$ne": 1}, source="shop", source_ref="o1", amount=eur(100))
 
 
 def test_auto_enroll_from_consent_changed_and_opt_out_cycle(loyalty, dispatch):
@@ -140,17 +140,17 @@ def test_auto_enroll_from_consent_changed_and_opt_out_cycle(loyalty, dispatch):
     cid = new_contact_id()
     send("consent_changed", consent_event(cid, True, name="Reza Karimi"))
     member = wait_for(lambda: db.members.find_one({"_id": cid}))
-    got = svc.get_member(cid)
+    got = svc.get_member(contact_id=cid)
     assert got["status"] == "active" and got["display_name"] == "Reza Karimi"
     assert member["member_id"] == derived_id("mem", cid)
-    svc.earn_points(cid, "shop", "o1", eur(5000))
+    svc.earn_points(contact_id=cid, source="shop", source_ref="o1", amount=eur(5000))
     send("consent_changed", consent_event(cid, False))
-    wait_for(lambda: svc.get_member(cid)["status"] == "opted_out")
-    assert svc.get_member(cid)["balance"] == 50  # points kept
+    wait_for(lambda: svc.get_member(contact_id=cid)["status"] == "opted_out")
+    assert svc.get_member(contact_id=cid)["balance"] == 50  # points kept
     with pytest.raises(FailedPrecondition) as err:
-        svc.earn_points(cid, "shop", "o2", eur(5000))
+        svc.earn_points(contact_id=cid, source="shop", source_ref="o2", amount=eur(5000))
     send("consent_changed", consent_event(cid, True))
-    wait_for(lambda: svc.get_member(cid)["status"] == "active")
+    wait_for(lambda: svc.get_member(contact_id=cid)["status"] == "active")
     assert len(events_of(cid, "member_enrolled")) <= 1
 
 
@@ -161,7 +161,7 @@ def test_revoking_without_membership_is_a_no_op(loyalty, dispatch):
     dispatch(cfg, "contacts")("consent_changed", ev)
     wait_for(lambda: db.handled_events.find_one({"_id": {"$regex": ev["event_id"]}}))
     with pytest.raises(NotFound) as err:
-        svc.get_member(cid)
+        svc.get_member(contact_id=cid)
 
 
 def test_auto_enroll_from_contact_created_and_redelivery_is_a_no_op(loyalty, dispatch):
@@ -172,31 +172,31 @@ def test_auto_enroll_from_contact_created_and_redelivery_is_a_no_op(loyalty, dis
     send("contact_created", created)
     send("contact_created", contacts_event("contact_created", other, {"contact": contact_wire(other, "Not Member")}))
     wait_for(lambda: events_of(cid, "member_enrolled"))
-    assert svc.get_member(cid)["display_name"] == "Sara Ahmadi"
+    assert svc.get_member(contact_id=cid)["display_name"] == "Sara Ahmadi"
     send("contact_created", created)  # exact redelivery
     send("contact_created", {**created, "event_id": "evt_redelivered_copy"})  # same fact, new id
     wait_for(lambda: db.handled_events.count_documents({}) >= 3)
     time.sleep(0.3)
-    assert svc.get_member(cid)["version"] == 1
+    assert svc.get_member(contact_id=cid)["version"] == 1
     assert len(events_of(cid, "member_enrolled")) == 1
     wait_for(lambda: db.profiles.find_one({"_id": other}))
     with pytest.raises(NotFound):
-        svc.get_member(other)  # no loyalty consent: not enrolled
+        svc.get_member(contact_id=other)  # no loyalty consent: not enrolled
 
 
 def test_contact_updated_refreshes_name_newest_version_wins(loyalty, dispatch):
     cfg, svc, db = loyalty()
     send = dispatch(cfg, "contacts")
     cid = new_contact_id()
-    svc.enroll(cid)
+    svc.enroll(contact_id=cid)
     send("contact_updated", contacts_event("contact_updated", cid, {
         "contact": contact_wire(cid, "Sara Ahmadi-Rad", version=3), "changed": ["family_name"]}))
-    wait_for(lambda: svc.get_member(cid)["display_name"] == "Sara Ahmadi-Rad")
+    wait_for(lambda: svc.get_member(contact_id=cid)["display_name"] == "Sara Ahmadi-Rad")
     stale = contacts_event("contact_updated", cid, {"contact": contact_wire(cid, "Old Name", version=2),
                                                     "changed": ["family_name"]})
     send("contact_updated", stale)
     wait_for(lambda: db.handled_events.find_one({"_id": {"$regex": stale["event_id"]}}))
-    assert svc.get_member(cid)["display_name"] == "Sara Ahmadi-Rad"
+    assert svc.get_member(contact_id=cid)["display_name"] == "Sara Ahmadi-Rad"
 
 
 def test_contact_erased_anonymizes_and_keeps_ledger(loyalty, dispatch):
@@ -205,18 +205,18 @@ def test_contact_erased_anonymizes_and_keeps_ledger(loyalty, dispatch):
     cid = new_contact_id()
     send("contact_created", contacts_event("contact_created", cid, {"contact": contact_wire(cid, loyalty_granted=True)}))
     wait_for(lambda: db.members.find_one({"_id": cid}))
-    svc.earn_points(cid, "shop", "o1", eur(12000))
+    svc.earn_points(contact_id=cid, source="shop", source_ref="o1", amount=eur(12000))
     send("contact_erased", contacts_event("contact_erased", cid, {"contact_id": cid}))
-    wait_for(lambda: svc.get_member(cid)["erased"])
-    member = svc.get_member(cid)
+    wait_for(lambda: svc.get_member(contact_id=cid)["erased"])
+    member = svc.get_member(contact_id=cid)
     assert member["display_name"] is None and member["balance"] == 120
     assert db.profiles.find_one({"_id": cid})["display_name"] is None
-    assert [e["points"] for e in svc.list_ledger(cid)["entries"]] == [120]
+    assert [e["points"] for e in svc.list_ledger(contact_id=cid)["entries"]] == [120]
     # a late update does not bring the name back
     send("contact_updated", contacts_event("contact_updated", cid, {"contact": contact_wire(cid, "Back", version=9),
                                                                     "changed": []}))
     wait_for(lambda: db.handled_events.count_documents({}) >= 3)
-    assert svc.get_member(cid)["display_name"] is None
+    assert svc.get_member(contact_id=cid)["display_name"] is None
 
 
 # -- earning -----------------------------------------------------------------------------------
@@ -224,12 +224,12 @@ def test_contact_erased_anonymizes_and_keeps_ledger(loyalty, dispatch):
 def test_earn_same_purchase_twice_counts_once(loyalty):
     cfg, svc, db = loyalty()
     cid = new_contact_id()
-    svc.enroll(cid)
-    first = svc.earn_points(cid, "shop", "order-1", eur(12345))
+    svc.enroll(contact_id=cid)
+    first = svc.earn_points(contact_id=cid, source="shop", source_ref="order-1", amount=eur(12345))
     assert first["entry"]["points"] == 123 and first["member"]["balance"] == 123
     assert first["entry"]["id"] == derived_id("led", "earn", "shop", "order-1")
     assert first["entry"]["amount"] == eur(12345) and first["entry"]["kind"] == "earn"
-    again = svc.earn_points(cid, "shop", "order-1", eur(99900))
+    again = svc.earn_points(contact_id=cid, source="shop", source_ref="order-1", amount=eur(99900))
     assert again["entry"] == first["entry"] and again["member"]["balance"] == 123
     assert db.ledger.count_documents({"contact_id": cid}) == 1
     wait_for(lambda: events_of(cid, "points_earned"))
@@ -241,26 +241,27 @@ def test_earn_same_purchase_twice_counts_once(loyalty):
 def test_concurrent_duplicate_earns_count_once(loyalty, rpc):
     cfg, svc, db = loyalty()
     cid = new_contact_id()
-    svc.enroll(cid)
+    svc.enroll(contact_id=cid)
     proxies = [rpc(cfg).loyalty for _ in range(8)]
     pool = eventlet.GreenPool(8)
-    results = list(pool.imap(lambda p: p.earn_points(cid, "shop", "same-order", eur(1000)), proxies))
+    results = list(pool.imap(lambda p: p.earn_points(contact_id=cid, source="shop", source_ref="same-order", amount=eur(1000)), proxies))
     assert {r["entry"]["id"] for r in results} == {derived_id("led", "earn", "shop", "same-order")}
-    assert svc.get_member(cid)["balance"] == 10
+    assert svc.get_member(contact_id=cid)["balance"] == 10
     assert ledger_sum(db, cid) == 10 and db.ledger.count_documents({"contact_id": cid}) == 1
 
 
 def test_tier_goes_up_and_multiplier_applies(loyalty):
     cfg, svc, db = loyalty()
     cid = new_contact_id()
-    svc.enroll(cid)
-    r = svc.earn_points(cid, "shop", "big", eur(100000))  # 1000 points at bronze
+    svc.enroll(contact_id=cid)
+    r = svc.earn_points(contact_id=cid, source="shop", source_ref="big", amount=eur(100000))  # 1000 points at bronze
     assert r["entry"]["points"] == 1000 and r["member"]["tier"] == "silver"
     assert r["member"]["points_earned_12m"] == 1000
-    r = svc.earn_points(cid, "shop", "next", eur(10000))  # 100 * 1.25
+    r = svc.earn_points(contact_id=cid, source="shop", source_ref="next", amount=eur(10000))  # 100 * 1.25
     assert r["entry"]["points"] == 125
     [ev] = wait_for(lambda: events_of(cid, "tier_changed"))
-    assert ev["data"] == {"contact_id": cid, "from_tier": "bronze", "to_tier": "silver", "points_earned_12m": 1000}
+    assert ev["data"] == {"contact_id": cid, "from_tier": "bronze", "to_tier": "silver", "points_earned_12m": 1000,
+                          "changed_at": ev["data"]["changed_at"]}
     # ops gauges (crm_loyalty_members{tier}, crm_loyalty_points_outstanding) from the same database
     assert LoyaltyStore(db).member_stats() == {"silver": {"members": 1, "points": 1125}}
     LoyaltyService.update_gauges(SimpleNamespace(store=LoyaltyStore(db)))
@@ -274,13 +275,13 @@ def test_tier_goes_up_and_multiplier_applies(loyalty):
 def test_twenty_concurrent_redemptions_only_one_wins(loyalty, rpc):
     cfg, svc, db = loyalty()
     cid = new_contact_id()
-    svc.enroll(cid)
-    svc.earn_points(cid, "shop", "o1", eur(10000))  # 100 points
+    svc.enroll(contact_id=cid)
+    svc.earn_points(contact_id=cid, source="shop", source_ref="o1", amount=eur(10000))  # 100 points
     proxies = [rpc(cfg, timeout=30).loyalty for _ in range(20)]
 
     def attempt(proxy):
         try:
-            return proxy.redeem_points(cid, 80, "gift card")
+            return proxy.redeem_points(contact_id=cid, points=80, reason="gift card")
         except CrmError as exc:
             return exc
 
@@ -290,10 +291,10 @@ def test_twenty_concurrent_redemptions_only_one_wins(loyalty, rpc):
     assert len(wins) == 1 and len(losses) == 19
     assert all(isinstance(e, FailedPrecondition) for e in losses)
     assert all("insufficient points: balance 20, requested 80" in str(e) for e in losses)
-    member = svc.get_member(cid)
+    member = svc.get_member(contact_id=cid)
     assert member["balance"] == 20
     assert ledger_sum(db, cid) == 20
-    entries = svc.list_ledger(cid)["entries"]
+    entries = svc.list_ledger(contact_id=cid)["entries"]
     assert [e["kind"] for e in entries] == ["redeem", "earn"]
     assert all(e["balance_after"] >= 0 for e in entries)
 
@@ -301,16 +302,16 @@ def test_twenty_concurrent_redemptions_only_one_wins(loyalty, rpc):
 def test_redeem_with_request_id_is_idempotent_and_ledger_pages(loyalty):
     cfg, svc, db = loyalty()
     cid = new_contact_id()
-    svc.enroll(cid)
+    svc.enroll(contact_id=cid)
     for i in range(3):
-        svc.earn_points(cid, "shop", f"o{i}", eur(1000))
-    first = svc.redeem_points(cid, 5, "coffee", request_id="req-1")
-    again = svc.redeem_points(cid, 5, "coffee", request_id="req-1")
+        svc.earn_points(contact_id=cid, source="shop", source_ref=f"o{i}", amount=eur(1000))
+    first = svc.redeem_points(contact_id=cid, points=5, reason="coffee", idempotency_key="req-1")
+    again = svc.redeem_points(contact_id=cid, points=5, reason="coffee", idempotency_key="req-1")
     assert again["entry"] == first["entry"] and again["member"]["balance"] == 25
     assert first["entry"]["points"] == -5 and first["entry"]["balance_after"] == 25
-    page1 = svc.list_ledger(cid, page_size=3)
+    page1 = svc.list_ledger(contact_id=cid, page_size=3)
     assert [e["kind"] for e in page1["entries"]] == ["redeem", "earn", "earn"] and page1["next_page_token"]
-    page2 = svc.list_ledger(cid, page_size=3, page_token=page1["next_page_token"])
+    page2 = svc.list_ledger(contact_id=cid, page_size=3, page_token=page1["next_page_token"])
     assert [e["source_ref"] for e in page2["entries"]] == ["o0"] and page2["next_page_token"] == ""
     assert ledger_sum(db, cid) == 25
     [ev] = wait_for(lambda: events_of(cid, "points_redeemed"))
@@ -322,16 +323,16 @@ def test_redeem_with_request_id_is_idempotent_and_ledger_pages(loyalty):
 def test_expiry_consumes_oldest_first_and_publishes(loyalty):
     cfg, svc, db = loyalty(LOYALTY_POINTS_TTL_SECONDS=2.5)
     cid = new_contact_id()
-    svc.enroll(cid)
-    a = svc.earn_points(cid, "shop", "A", eur(1000))["entry"]    # 10 points, oldest
+    svc.enroll(contact_id=cid)
+    a = svc.earn_points(contact_id=cid, source="shop", source_ref="A", amount=eur(1000))["entry"]    # 10 points, oldest
     time.sleep(1.2)
-    svc.earn_points(cid, "shop", "B", eur(2000))                  # 20 points
-    svc.redeem_points(cid, 4, "sticker")                          # from A: 6 left
-    member = svc.get_member(cid)
+    svc.earn_points(contact_id=cid, source="shop", source_ref="B", amount=eur(2000))                  # 20 points
+    svc.redeem_points(contact_id=cid, points=4, reason="sticker")                          # from A: 6 left
+    member = svc.get_member(contact_id=cid)
     assert member["next_expiry"]["points"] == 6
     wait_for(lambda: clock.now() >= clock.from_iso(member["next_expiry"]["at"]), timeout=5)
     assert svc.expire_due_points() == {"expired_members": 1, "points": 6}  # B is not due yet
-    member = svc.get_member(cid)
+    member = svc.get_member(contact_id=cid)
     assert member["balance"] == 20 and member["next_expiry"]["points"] == 20
     [ev] = wait_for(lambda: events_of(cid, "points_expired"))
     assert ev["data"]["entry"]["points"] == -6 and ev["data"]["entry"]["source_ref"] == a["id"]
@@ -340,8 +341,8 @@ def test_expiry_consumes_oldest_first_and_publishes(loyalty):
     assert svc.expire_due_points() == {"expired_members": 0, "points": 0}  # nothing due: a no-op
     wait_for(lambda: clock.now() >= clock.from_iso(member["next_expiry"]["at"]), timeout=5)
     assert svc.expire_due_points() == {"expired_members": 1, "points": 20}
-    assert svc.get_member(cid)["balance"] == 0 and ledger_sum(db, cid) == 0
-    assert [e["kind"] for e in svc.list_ledger(cid)["entries"]] == ["expire", "expire", "redeem", "earn", "earn"]
+    assert svc.get_member(contact_id=cid)["balance"] == 0 and ledger_sum(db, cid) == 0
+    assert [e["kind"] for e in svc.list_ledger(contact_id=cid)["entries"]] == ["expire", "expire", "redeem", "earn", "earn"]
 
 
 def test_expiry_with_two_replicas_racing_expires_each_lot_once(loyalty, start_service, rpc):
@@ -349,15 +350,15 @@ def test_expiry_with_two_replicas_racing_expires_each_lot_once(loyalty, start_se
     start_service(LoyaltyService, cfg)  # a second replica: same queues, same database, its own timers
     members = [new_contact_id() for _ in range(6)]
     for cid in members:
-        svc.enroll(cid)
-        svc.earn_points(cid, "shop", f"order-{cid}", eur(1500))
+        svc.enroll(contact_id=cid)
+        svc.earn_points(contact_id=cid, source="shop", source_ref=f"order-{cid}", amount=eur(1500))
     time.sleep(1.2)
     proxies = [rpc(cfg).loyalty for _ in range(8)]  # calls land on both replicas
     results = list(eventlet.GreenPool(8).imap(lambda p: p.expire_due_points(), proxies))
     assert sum(r["points"] for r in results) == 6 * 15
     for cid in members:
-        assert svc.get_member(cid)["balance"] == 0 and ledger_sum(db, cid) == 0
-        assert [e["kind"] for e in svc.list_ledger(cid)["entries"]] == ["expire", "earn"]
+        assert svc.get_member(contact_id=cid)["balance"] == 0 and ledger_sum(db, cid) == 0
+        assert [e["kind"] for e in svc.list_ledger(contact_id=cid)["entries"]] == ["expire", "earn"]
         wait_for(lambda: events_of(cid, "points_expired"))
     time.sleep(0.3)
     assert all(len(events_of(cid, "points_expired")) == 1 for cid in members)

@@ -63,14 +63,6 @@ def test_foreign_errors_are_not_rebuilt():
     assert errors.from_remote({"exc_type": "KeyError", "exc_path": "builtins.KeyError"}) is None
 
 
-def test_plain_values_refuse_mongo_operators():
-    with pytest.raises(errors.InvalidArgument):
-        validation.plain_str({"$ne": ""}, "contact_id")
-    with pytest.raises(errors.InvalidArgument):
-        validation.plain_int({"$gt": 0}, "points")
-    assert validation.plain_str("  con_1 ", "contact_id") == "con_1"
-
-
 def test_violations_collect_then_raise_once():
     v = validation.Violations()
     v.add("a", "is required")

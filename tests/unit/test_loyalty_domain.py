@@ -20,7 +20,7 @@ def member(**kw) -> d.MemberState:
 
 
 def eur(units: int) -> Money:
-    return Money(units * 100, "EUR")
+    return Money(amount_minor=units * 100, currency="EUR")
 
 
 def earn(state, units, ref, at=T0, policy=POLICY, source="shop"):
@@ -125,7 +125,7 @@ def test_opted_out_member_cannot_earn_but_duplicate_still_answers():
 
 
 def test_zero_point_purchase_is_recorded():
-    change = d.earn(member(), CID, T0, POLICY, source="shop", source_ref="tiny", amount=Money(99, "EUR"))
+    change = d.earn(member(), CID, T0, POLICY, source="shop", source_ref="tiny", amount=Money(amount_minor=99, currency="EUR"))
     assert change.entries[0]["points"] == 0 and change.state.balance == 0
 
 

@@ -1,10 +1,29 @@
-"""The event envelope every service publishes, and the transactional-outbox fields.
+"""Events: the typed declarations producers publish, the envelope they travel in, and
+the transactional-outbox fields that make publish-after-store safe.
 
-Envelope: ``event_id, type, occurred_at, source, subject, data, correlation_id``.
+Declaring an event (in the producer's ``events.py``, once)::
 
-Publish-after-store without transactions: the pending envelope is written into the
-same document as the state change it announces (``_outbox.<event_id>`` plus a
-``_outbox_n`` counter, in ONE write). After publishing, the entry is unset. A relay
+    class PointsEarned(Event):
+        '''A purchase earned points.'''        # the catalogue's "when"
+        type = "points_earned"
+        contact_id: Id
+        entry: LedgerEntry
+        balance: int
+
+        def timeline(self) -> TimelineFact: ...  # optional: what the contact's timeline shows
+
+Payload changes are additive (new optional fields); ``version`` counts them. Consumers
+read ``envelope["data"]`` tolerantly (they ignore what they do not know) and subscribe
+declaratively (``@handles("loyalty", "points_earned")``, checked against the registry).
+docs/events.md is generated from these declarations (scripts/gen_docs.py).
+
+Envelope: ``event_id, type, version, occurred_at, source, subject, subject_type, data,
+correlation_id``. ``subject`` is the id of what the fact is about (``con_…``, ``deal_…``),
+``subject_type`` its kind ("contact", "deal", "ticket", ...).
+
+Publish-after-store without transactions: the pending envelopes are written into the
+same document as the state change they announce (``_outbox.<event_id>`` plus a
+``_outbox_n`` counter, in ONE write). After publishing, each entry is unset. A relay
 re-publishes anything left pending (process died between store and publish), and
 consumers deduplicate by ``event_id``, so publishing twice is harmless.
 FerretDB v1 ignores ``$pull``, hence a map keyed by event id instead of an array.
@@ -12,29 +31,71 @@ FerretDB v1 ignores ``$pull``, hence a map keyed by event id instead of an array
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 from pymongo.collection import Collection
 
 from . import clock
-from .ids import new_id
+from .contracts import Model
+from .ids import derived_id, new_id
 from .mongo import update_if
+from .timeline import TIMELINE_FACT, TimelineFact
 
 OUTBOX = "_outbox"
 OUTBOX_COUNT = "_outbox_n"
 
 
+class Event(Model):
+    """Base of an event's payload declaration (``data`` of its envelope)."""
+
+    type: ClassVar[str]
+    version: ClassVar[int] = 1
+    subject_type: ClassVar[str] = "contact"
+
+    def subject(self) -> str:
+        """The id the fact is about; by default the payload's ``contact_id``."""
+        return getattr(self, "contact_id")
+
+    def timeline(self) -> TimelineFact | None:
+        """What the contact's timeline shows for this fact; None for nothing."""
+        return None
+
+
+def declared_events(module) -> dict[str, type[Event]]:
+    """``{type: class}`` of the Event subclasses a producer's events module declares."""
+    return {cls.type: cls for cls in vars(module).values()
+            if isinstance(cls, type) and issubclass(cls, Event) and cls is not Event and hasattr(cls, "type")}
+
+
 def envelope(type: str, *, source: str, subject: str, data: dict[str, Any],
-             correlation_id: str | None = None, event_id: str | None = None) -> dict[str, Any]:
+             correlation_id: str | None = None, event_id: str | None = None,
+             subject_type: str = "contact", version: int = 1) -> dict[str, Any]:
     return {
         "event_id": event_id or new_id("evt"),
         "type": type,
+        "version": version,
         "occurred_at": clock.to_iso(clock.now()),
         "source": source,
         "subject": subject,
+        "subject_type": subject_type,
         "data": data,
         "correlation_id": correlation_id,
     }
+
+
+def announce(event: Event, *, source: str, correlation_id: str | None = None,
+             event_id: str | None = None) -> list[dict[str, Any]]:
+    """The envelopes announcing ``event``: the event itself and, if it has one, its
+    timeline fact (a ``timeline_fact`` envelope whose id is derived from the event's)."""
+    first = envelope(event.type, source=source, subject=event.subject(), data=event.model_dump(mode="json"),
+                     correlation_id=correlation_id, event_id=event_id, subject_type=event.subject_type,
+                     version=event.version)
+    fact = event.timeline()
+    if fact is None:
+        return [first]
+    second = envelope(TIMELINE_FACT, source=source, subject=fact.contact_id, data=fact.model_dump(mode="json"),
+                      correlation_id=correlation_id, event_id=derived_id("evt", "timeline", first["event_id"]))
+    return [first, second]
 
 
 def stage_on_insert(doc: dict[str, Any], events: Iterable[dict[str, Any]]) -> dict[str, Any]:

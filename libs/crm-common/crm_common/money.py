@@ -2,29 +2,33 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from .errors import InvalidArgument
+from pydantic import AfterValidator
+
+from .contracts import Model, error, parse
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
-@dataclass(frozen=True)
-class Money:
+def _currency(value: str) -> str:
+    if not _CURRENCY.match(value):
+        raise error("currency", "must be a 3-letter ISO-4217 code such as EUR")
+    return value
+
+
+Currency = Annotated[str, AfterValidator(_currency)]
+
+
+class Money(Model):
+    """``{"amount_minor": 1234, "currency": "EUR"}`` is EUR 12.34."""
+
     amount_minor: int
-    currency: str
+    currency: Currency
 
     @classmethod
     def from_wire(cls, value: Any, field: str = "amount") -> "Money":
-        if not isinstance(value, dict):
-            raise InvalidArgument.field(field, "must be an object with amount_minor and currency")
-        amount, currency = value.get("amount_minor"), value.get("currency")
-        if isinstance(amount, bool) or not isinstance(amount, int):
-            raise InvalidArgument.field(f"{field}.amount_minor", "must be an integer number of minor units")
-        if not isinstance(currency, str) or not _CURRENCY.match(currency):
-            raise InvalidArgument.field(f"{field}.currency", "must be a 3-letter ISO-4217 code such as EUR")
-        return cls(amount, currency)
+        return parse(cls, value, prefix=field)
 
     def to_wire(self) -> dict[str, Any]:
         return {"amount_minor": self.amount_minor, "currency": self.currency}

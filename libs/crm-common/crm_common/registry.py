@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -136,6 +136,11 @@ class Registry:
     def grpc_routes(self) -> dict[str, str]:
         """Public gRPC service full name -> the nameko service that backs it."""
         return {grpc: s.name for s in self.services for grpc in s.grpc}
+
+    def renamed(self, names: dict[str, str]) -> "Registry":
+        """A copy whose services answer to other nameko names (tests run fakes beside the
+        real services on one broker)."""
+        return replace(self, services=tuple(replace(s, name=names.get(s.name, s.name)) for s in self.services))
 
     def consumers_of(self, source: str, event_type: str) -> list[str]:
         return [s.name for s in self.services

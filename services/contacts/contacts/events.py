@@ -1,37 +1,64 @@
-"""Events of the contacts service.
-
-Published on ``contacts.events`` (nameko source service ``contacts``), always after the
-state change is stored (staged in the same single-document write, see
-crm_common.events). Envelope: ``event_id, type, occurred_at, source="contacts",
-subject=<contact_id>, data, correlation_id``. ``<contact>`` below is the contact exactly
-as on the wire in docs/rpc.md (``id, version, created_at, updated_at, given_name, ...,
-consents, erased``).
-
-Consumed from ``loyalty.events`` (each becomes one timeline entry whose id is derived
-from the ``event_id``, so a redelivery adds nothing): ``member_enrolled``,
-``points_earned``, ``points_redeemed``, ``points_expired``, ``tier_changed``.
+"""Events of the contacts service, published on ``contacts.events`` always after the
+state change is stored (staged in the same single-document write, crm_common.events).
+``contact`` in a payload is the contact exactly as ``get_contact`` returns it
+(docs/rpc.md). Consumed: every service's timeline facts (the "timeline" subscription),
+stored as timeline entries.
 """
+from __future__ import annotations
 
-SOURCE = "contacts"
+from typing import Any, ClassVar
 
-CONTACT_CREATED = "contact_created"
-"""A contact was created. data = ``{"contact": <contact>}``"""
+from crm_common.contracts import Id, Timestamp
+from crm_common.events import Event
+from crm_common.timeline import TimelineFact
 
-CONTACT_UPDATED = "contact_updated"
-"""Fields of a contact changed (update_contact, link_contact_to_company).
-data = ``{"contact": <contact after the change>, "changed": [top-level field names]}``.
-Consents never appear here: they have their own event."""
+from .contracts import ConsentChannel
 
-CONSENT_CHANGED = "consent_changed"
-"""One consent channel flipped (published only when ``granted`` actually changes).
-data = ``{"contact_id", "channel": "email"|"sms"|"phone"|"loyalty", "granted": bool,
-"source": str, "at": ISO-8601, "display_name": str}``"""
 
-CONTACT_ERASED = "contact_erased"
-"""A contact's personal data was erased (GDPR). Every service anonymizes what it keeps
-about the contact. data = ``{"contact_id"}``. Published once, on the first erase."""
+class ContactCreated(Event):
+    """A contact was created."""
 
-PUBLISHED = (CONTACT_CREATED, CONTACT_UPDATED, CONSENT_CHANGED, CONTACT_ERASED)
+    type: ClassVar[str] = "contact_created"
+    contact: dict[str, Any]
 
-LOYALTY = "loyalty"
-LOYALTY_EVENTS = ("member_enrolled", "points_earned", "points_redeemed", "points_expired", "tier_changed")
+    def subject(self) -> str:
+        return self.contact["id"]
+
+
+class ContactUpdated(Event):
+    """Fields of a contact changed (update_contact, link_contact_to_company). Consents
+    never appear here: they have their own event. ``changed`` lists the top-level field
+    names."""
+
+    type: ClassVar[str] = "contact_updated"
+    contact: dict[str, Any]
+    changed: list[str]
+
+    def subject(self) -> str:
+        return self.contact["id"]
+
+
+class ConsentChanged(Event):
+    """One consent channel flipped (published only when ``granted`` actually changes)."""
+
+    type: ClassVar[str] = "consent_changed"
+    contact_id: Id
+    channel: ConsentChannel
+    granted: bool
+    source: str
+    at: Timestamp
+    display_name: str | None = None
+
+    def timeline(self) -> TimelineFact:
+        verb = "gave" if self.granted else "withdrew"
+        return TimelineFact(contact_id=self.contact_id, kind="consent_changed", occurred_at=self.at,
+                            summary=f"{verb.capitalize()} consent to {self.channel} ({self.source})",
+                            data={"channel": self.channel, "granted": self.granted, "source": self.source})
+
+
+class ContactErased(Event):
+    """A contact's personal data was erased (GDPR). Every service anonymizes what it keeps
+    about the contact. Published once, on the first erase."""
+
+    type: ClassVar[str] = "contact_erased"
+    contact_id: Id

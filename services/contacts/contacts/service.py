@@ -1,9 +1,9 @@
-"""The contacts nameko service: RPC entrypoints (docs/rpc.md), loyalty event handlers
-(the timeline) and the business gauge. Rules live in ``domain``, persistence and the
+"""The contacts nameko service: RPC entrypoints (contracts.py is what each accepts), the
+timeline handler and the business gauge. Rules live in ``domain``, persistence and the
 dedup claim protocol in ``store``; this module orders the writes and publishes.
 
 Write order (no transactions): claims first, then the single contact write that also
-stages its event, then releases, then publish. A crash anywhere leaves either stale
+stages its events, then releases, then publish. A crash anywhere leaves either stale
 claims (taken over later, see store) or a pending event (re-published by the relay).
 """
 from __future__ import annotations
@@ -13,18 +13,20 @@ import logging
 from nameko.timer import timer
 from prometheus_client import Gauge
 
-from crm_common import clock
+from crm_common import clock, contracts
 from crm_common.errors import InvalidArgument, VersionConflict
 from crm_common.ids import derived_id, new_id
 from crm_common.nameko.base import CrmService, rpc
-from crm_common.nameko.handlers import handles
+from crm_common.nameko.handlers import handles_timeline
 from crm_common.nameko.mongo import MongoStore
-from crm_common.validation import Violations, plain_int, plain_str
-from crm_common.validation import page_size as page_size_of
+from crm_common import paging
+from crm_common.timeline import TimelineFact
 
-from . import domain
-from . import events as E
-from .store import CONTACTS, ContactsStore, company_to_wire, contact_to_wire, entry_to_wire
+from . import contracts as C
+from . import domain, search
+from .events import ConsentChanged, ContactCreated, ContactErased, ContactUpdated
+from .store import CONTACTS, ContactsStore
+from .views import company_view, contact_view, entry_view
 
 log = logging.getLogger(__name__)
 
@@ -41,240 +43,200 @@ class ContactsService(CrmService):
 
     # ------------------------------------------------------------------ helpers
 
-    def _default_cc(self) -> str | None:
+    def validation_context(self):
         value = str(self.config.get("CONTACTS_DEFAULT_COUNTRY_CODE") or "").strip().lstrip("+")
-        return value if value.isdigit() else None
+        return {"default_country_code": value if value.isdigit() else None}
 
     def _publish(self, contact_id: str, staged: list) -> None:
         self.outbox.publish(self.store.contacts, contact_id, staged)
 
     def _check_company(self, company_id) -> None:
         if company_id and not self.store.company_exists(company_id):
-            raise InvalidArgument.field("company_id", f"no company {company_id}")
+            raise InvalidArgument.field("contact.company_id", f"no company {company_id}")
 
     # ------------------------------------------------------------------ contacts
 
-    @rpc
-    def create_contact(self, contact):
+    @rpc(C.CreateContact)
+    def create_contact(self, req: C.CreateContact):
         now = clock.now()
-        fields = domain.validate_new_contact(contact, now=now, default_country_code=self._default_cc())
+        fields = domain.new_contact(req.contact, now)
         self._check_company(fields["company_id"])
         contact_id = new_id("con")
-        keys = domain.dedup_keys(fields)
-        doc = {"_id": contact_id, **fields, "erased": False, "search_text": domain.search_text(fields),
-               "dedup_keys": keys, "consent_history": [
-                   {"channel": ch, "granted": c["granted"], "source": c["source"], "at": now}
-                   for ch, c in fields["consents"].items() if c["at"] is not None],
+        extra = domain.search_fields(fields)
+        doc = {"_id": contact_id, **fields, "erased": False, **extra,
+               "consent_history": domain.consent_history_on_create(fields["consents"], now),
                "created_at": now, "updated_at": now, "version": 1}
-        wire = contact_to_wire(doc)
-        staged = [self.outbox.event(E.CONTACT_CREATED, contact_id, {"contact": wire})]
-        self.store.claim_keys(keys, contact_id, now)
+        view = contact_view(doc)
+        staged = self.outbox.announce(ContactCreated(contact=view))
+        self.store.claim_keys(extra["dedup_keys"], contact_id, now)
         try:
-            self.store.insert_contact(doc, staged)
+            inserted = self.store.insert_contact(doc, staged)
         except Exception:
-            self.store.release_keys(keys, contact_id)
+            self.store.release_keys(extra["dedup_keys"], contact_id)
             raise
+        if not inserted:  # the same create, replayed under its idempotency key
+            return contact_view(self.store.get_doc(contact_id))
         self._publish(contact_id, staged)
-        return wire
+        return view
 
-    @rpc
-    def get_contact(self, contact_id):
-        return contact_to_wire(self.store.get_doc(contact_id))
+    @rpc(C.GetContact)
+    def get_contact(self, req: C.GetContact):
+        return contact_view(self.store.get_doc(req.contact_id))
 
-    @rpc
-    def update_contact(self, contact_id, expected_version, changes):
-        expected_version = plain_int(expected_version, "expected_version", minimum=1)
-        now = clock.now()
-        doc = self.store.get_live_doc(contact_id)
-        if doc["version"] != expected_version:
-            raise self.store.version_conflict(contact_id, expected_version)
-        new = domain.validate_changes(doc, changes, now=now, default_country_code=self._default_cc())
+    @rpc(C.UpdateContact)
+    def update_contact(self, req: C.UpdateContact):
+        changes = contracts.parse(C.ContactIn, {p: req.contact.get(p) for p in req.update_mask},
+                                  context=self.validation_context(), prefix="contact")
+        doc = self.store.get_live_doc(req.contact_id)
+        if doc["version"] != req.expected_version:
+            raise self.store.version_conflict(req.contact_id, req.expected_version)
+        new = domain.changed_fields(doc, changes, list(dict.fromkeys(req.update_mask)))
         if not new:
-            return contact_to_wire(doc)
-        if "company_id" in new:
-            self._check_company(new["company_id"])
-        return self._apply(doc, new, now)
+            return contact_view(doc)
+        return self._apply(doc, new, clock.now())
 
     def _apply(self, doc, new, now):
         """Claim added keys, write version-guarded with contact_updated, release removed keys."""
         contact_id = doc["_id"]
         merged = {**doc, **new}
-        old_keys, keys = doc.get("dedup_keys") or [], domain.dedup_keys(merged)
-        sets = {**new, "search_text": domain.search_text(merged), "dedup_keys": keys}
+        old_keys = doc.get("dedup_keys") or []
+        sets = {**new, **domain.search_fields(merged)}
+        keys = sets["dedup_keys"]
         after = {**merged, **sets, "version": doc["version"] + 1, "updated_at": now}
-        wire = contact_to_wire(after)
-        staged = [self.outbox.event(E.CONTACT_UPDATED, contact_id, {"contact": wire, "changed": sorted(new)})]
+        view = contact_view(after)
+        staged = self.outbox.announce(ContactUpdated(contact=view, changed=sorted(new)))
         claimed = self.store.claim_keys([k for k in keys if k not in old_keys], contact_id, now)
         if not self.store.update_contact(contact_id, doc["version"], sets, staged, now):
             self.store.release_keys(claimed, contact_id)
             raise self.store.version_conflict(contact_id, doc["version"])
         self.store.release_keys([k for k in old_keys if k not in keys], contact_id)
         self._publish(contact_id, staged)
-        return wire
+        return view
 
-    @rpc
-    def link_contact_to_company(self, contact_id, company_id):
-        company = self.store.get_company(company_id)
+    @rpc(C.LinkContactToCompany)
+    def link_contact_to_company(self, req: C.LinkContactToCompany):
+        company = self.store.get_company(req.company_id)
         for _ in range(MAX_RETRIES):
-            doc = self.store.get_live_doc(contact_id)
+            doc = self.store.get_live_doc(req.contact_id)
             if doc.get("company_id") == company["_id"]:
-                return contact_to_wire(doc)
+                return contact_view(doc)
             try:
                 return self._apply(doc, {"company_id": company["_id"]}, clock.now())
             except VersionConflict:
                 continue
-        raise self.store.version_conflict(contact_id, "the one read")
+        raise self.store.version_conflict(req.contact_id, "the one read")
 
-    @rpc
-    def set_consent(self, contact_id, channel, granted, source):
-        channel, granted, source = domain.validate_consent_change(channel, granted, source)
+    @rpc(C.SetConsent)
+    def set_consent(self, req: C.SetConsent):
+        channel = req.channel
         for _ in range(MAX_RETRIES):
-            doc = self.store.get_live_doc(contact_id)
+            doc = self.store.get_live_doc(req.contact_id)
             current = (doc.get("consents") or {}).get(channel) or domain.empty_consent()
-            if current.get("granted") is granted:
-                return contact_to_wire(doc)  # no change, no event
+            if current.get("granted") is req.granted:
+                return contact_view(doc)  # no change, no event
             now = clock.now()
-            consent = {"granted": granted, "source": source, "at": now}
+            consent = {"granted": req.granted, "source": req.source, "at": now}
             history = domain.consent_history_after(doc.get("consent_history"), {"channel": channel, **consent})
             after = {**doc, "consents": {**(doc.get("consents") or {}), channel: consent},
                      "version": doc["version"] + 1, "updated_at": now}
-            staged = [self.outbox.event(E.CONSENT_CHANGED, doc["_id"], {
-                "contact_id": doc["_id"], "channel": channel, "granted": granted, "source": source,
-                "at": clock.to_iso(now), "display_name": doc.get("display_name")})]
+            staged = self.outbox.announce(ConsentChanged(
+                contact_id=doc["_id"], channel=channel, granted=req.granted, source=req.source, at=now,
+                display_name=doc.get("display_name")))
             sets = {f"consents.{channel}": consent, "consent_history": history}
             if self.store.update_contact(doc["_id"], doc["version"], sets, staged, now):
                 self._publish(doc["_id"], staged)
-                return contact_to_wire(after)
-        raise self.store.version_conflict(contact_id, "the one read")
+                return contact_view(after)
+        raise self.store.version_conflict(req.contact_id, "the one read")
 
-    @rpc
-    def get_consent_history(self, contact_id):
-        """Additive to docs/rpc.md: the bounded audit trail of consent changes, oldest first."""
-        doc = self.store.get_doc(contact_id)
+    @rpc(C.GetConsentHistory)
+    def get_consent_history(self, req: C.GetConsentHistory):
+        """Internal (not on the gateway yet): the bounded audit trail of consent changes, oldest first."""
+        doc = self.store.get_doc(req.contact_id)
         return {"contact_id": doc["_id"], "history": [
             {**h, "at": clock.to_iso(h.get("at"))} for h in doc.get("consent_history") or []]}
 
-    @rpc
-    def search_contacts(self, text=None, tag=None, lifecycle_stage=None, owner=None, page_size=50,
-                        page_token=None):
-        size = page_size_of(page_size)
-        pattern = domain.search_pattern(text)
-        v = Violations()
-        if tag not in (None, ""):
-            try:
-                tag = domain.normalize_tag(tag)
-            except ValueError as exc:
-                v.add("tag", str(exc))
-        if lifecycle_stage not in (None, "") and lifecycle_stage not in domain.LIFECYCLE_STAGES:
-            v.add("lifecycle_stage", f"must be one of: {', '.join(domain.LIFECYCLE_STAGES)}")
-        v.raise_if_any()
-        owner = plain_str(owner, "owner", max_len=domain.OWNER_MAX) if owner not in (None, "") else None
-        after_id = domain.decode_contacts_token(page_token)
-        docs = self.store.search(pattern=pattern, tag=tag or None, stage=lifecycle_stage or None, owner=owner,
-                                 after_id=after_id, limit=size + 1)
-        more = len(docs) > size
-        docs = docs[:size]
-        return {"contacts": [contact_to_wire(d) for d in docs],
-                "next_page_token": domain.contacts_page_token(docs[-1]["_id"]) if more else ""}
+    @rpc(C.SearchContacts)
+    def search_contacts(self, req: C.SearchContacts):
+        cursor = paging.decode(req.page_token, id=str)
+        docs = self.store.search(pattern=search.search_pattern(req.text), tag=req.tag, stage=req.lifecycle_stage,
+                                 owner=req.owner, after_id=cursor and cursor["id"], limit=req.size + 1)
+        page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
+        return {"contacts": [contact_view(d) for d in page], "next_page_token": token}
 
-    @rpc
-    def erase_contact(self, contact_id):
+    @rpc(C.EraseContact)
+    def erase_contact(self, req: C.EraseContact):
         for _ in range(MAX_RETRIES):
-            doc = self.store.get_doc(contact_id)
+            doc = self.store.get_doc(req.contact_id)
             now = clock.now()
             if doc.get("erased"):
                 # Harmless twice; also finishes an erase interrupted after its first write.
-                self.store.anonymize_manual_entries(doc["_id"], now)
+                self.store.anonymize_entries(doc["_id"], now)
                 self.store.release_all_keys(doc["_id"])
-                return contact_to_wire(doc)
+                return contact_view(doc)
             sets = domain.anonymized_fields(now)
-            staged = [self.outbox.event(E.CONTACT_ERASED, doc["_id"], {"contact_id": doc["_id"]})]
+            staged = self.outbox.announce(ContactErased(contact_id=doc["_id"]))
             if self.store.update_contact(doc["_id"], doc["version"], sets, staged, now):
-                self.store.anonymize_manual_entries(doc["_id"], now)
+                self.store.anonymize_entries(doc["_id"], now)
                 self.store.release_all_keys(doc["_id"])
                 self._publish(doc["_id"], staged)
-                return contact_to_wire({**doc, **sets, "version": doc["version"] + 1, "updated_at": now})
-        raise self.store.version_conflict(contact_id, "the one read")
+                return contact_view({**doc, **sets, "version": doc["version"] + 1, "updated_at": now})
+        raise self.store.version_conflict(req.contact_id, "the one read")
 
     # ------------------------------------------------------------------ companies
 
-    @rpc
-    def create_company(self, company):
-        if not isinstance(company, dict):
-            raise InvalidArgument.field("company", "must be an object")
-        v = Violations()
-        unknown = set(company) - {"name", "domain", "tags", "id", "version", "created_at", "updated_at"}
-        for key in sorted(unknown):
-            v.add(str(key), "unknown field")
-        name = domain.clean_text(company.get("name"), "name", v, max_len=domain.NAME_MAX, allow_empty=False)
-        dom = None
-        if company.get("domain") not in (None, ""):
-            try:
-                dom = domain.normalize_domain(company["domain"])
-            except ValueError as exc:
-                v.add("domain", str(exc))
-        tags = domain.validate_tags(company.get("tags"), v)
-        v.raise_if_any()
+    @rpc(C.CreateCompany)
+    def create_company(self, req: C.CreateCompany):
         now = clock.now()
-        doc = {"_id": new_id("cmp"), "name": name, "domain": dom, "tags": tags,
+        company = req.company
+        doc = {"_id": new_id("cmp"), "name": company.name, "domain": company.domain, "tags": list(company.tags or []),
                "created_at": now, "updated_at": now, "version": 1}
-        self.store.insert_company(doc)
-        return company_to_wire(doc)
+        return company_view(self.store.insert_company(doc))
 
-    @rpc
-    def get_company(self, company_id):
-        return company_to_wire(self.store.get_company(company_id))
+    @rpc(C.GetCompany)
+    def get_company(self, req: C.GetCompany):
+        return company_view(self.store.get_company(req.company_id))
 
     # ------------------------------------------------------------------ timeline
 
-    @rpc
-    def log_interaction(self, contact_id, channel, direction, summary, occurred_at=None):
-        doc = self.store.get_live_doc(contact_id)
-        entry = domain.validate_interaction(channel, direction, summary, occurred_at, now=clock.now())
-        return entry_to_wire(self.store.add_entry({"contact_id": doc["_id"], **entry}))
+    @rpc(C.LogInteraction)
+    def log_interaction(self, req: C.LogInteraction):
+        doc = self.store.get_live_doc(req.contact_id)
+        entry = domain.interaction_entry(req, clock.now())
+        return entry_view(self.store.add_entry({"contact_id": doc["_id"], **entry}))
 
-    @rpc
-    def list_timeline(self, contact_id, page_size=50, page_token=None):
-        size = page_size_of(page_size)
-        doc = self.store.get_doc(contact_id)
-        after = domain.decode_timeline_token(page_token)
-        docs = self.store.timeline_page(doc["_id"], after, size + 1)
-        more = len(docs) > size
-        docs = docs[:size]
-        token = domain.timeline_page_token(docs[-1]["occurred_at"], docs[-1]["_id"]) if more else ""
-        return {"entries": [entry_to_wire(d) for d in docs], "next_page_token": token}
+    @rpc(C.ListTimeline)
+    def list_timeline(self, req: C.ListTimeline):
+        doc = self.store.get_doc(req.contact_id)
+        cursor = paging.decode(req.page_token, at=str, id=str)
+        after = None
+        if cursor is not None:
+            try:
+                after = (clock.from_iso(cursor["at"]), cursor["id"])
+            except ValueError:
+                raise InvalidArgument.field("page_token", "is not a token this list returned") from None
+        docs = self.store.timeline_page(doc["_id"], after, req.size + 1)
+        page, token = paging.page(docs, req.size, lambda d: {"at": clock.to_iso(d["occurred_at"]), "id": d["_id"]})
+        return {"entries": [entry_view(d) for d in page], "next_page_token": token}
 
-    def _on_loyalty(self, envelope):
-        entry = domain.loyalty_timeline_entry(envelope)
-        if entry is None:
-            log.warning("ignoring loyalty event without a contact: %r", envelope.get("event_id"))
-            return
-        self.store.add_entry(entry, entry_id=derived_id("tle", "loyalty", envelope["event_id"]))
-
-    @handles(E.LOYALTY, "member_enrolled")
-    def on_member_enrolled(self, envelope):
-        self._on_loyalty(envelope)
-
-    @handles(E.LOYALTY, "points_earned")
-    def on_points_earned(self, envelope):
-        self._on_loyalty(envelope)
-
-    @handles(E.LOYALTY, "points_redeemed")
-    def on_points_redeemed(self, envelope):
-        self._on_loyalty(envelope)
-
-    @handles(E.LOYALTY, "points_expired")
-    def on_points_expired(self, envelope):
-        self._on_loyalty(envelope)
-
-    @handles(E.LOYALTY, "tier_changed")
-    def on_tier_changed(self, envelope):
-        self._on_loyalty(envelope)
+    @handles_timeline
+    def on_timeline_fact(self, envelope):
+        """Any service's customer-facing fact, stored as one entry (id derived from the
+        fact's event id, so a redelivery adds nothing). Facts about an unknown or erased
+        contact are kept anonymized: the order of events across services is not
+        guaranteed, and an erased person's timeline must stay blank."""
+        fact = contracts.parse(TimelineFact, envelope.get("data") or {}, prefix="data")
+        entry = {"contact_id": fact.contact_id, "kind": fact.kind, "channel": fact.channel,
+                 "direction": fact.direction, "summary": fact.summary, "occurred_at": fact.occurred_at,
+                 "source": str(envelope.get("source") or "unknown"),
+                 "reference": fact.reference.model_dump() if fact.reference else None, "data": fact.data}
+        self.store.add_entry(entry, entry_id=derived_id("tle", envelope["event_id"]))
+        if self.store.is_erased(fact.contact_id):  # write, then check: a racing erasure wins
+            self.store.anonymize_entries(fact.contact_id, clock.now())
 
     # ------------------------------------------------------------------ gauges
 
     @timer(interval=GAUGE_INTERVAL_SECONDS, eager=True)
     def update_gauges(self):
         counts = self.store.count_by_stage()
-        for stage in domain.LIFECYCLE_STAGES:
+        for stage in C.LIFECYCLE_STAGES:
             CONTACTS_TOTAL.labels(stage).set(counts.get(stage, 0))

@@ -8,7 +8,9 @@ Collections:
 * ``contact_keys`` dedup claims: ``_id`` is the unique key (``email:sara@example.com``,
   ``phone:+98912...``), ``contact_id`` the holder, ``claimed_at``.
 * ``companies``  ``cmp_<ULID>``.
-* ``timeline``   entries; loyalty entries have ``_id`` derived from the event id.
+* ``timeline``   entries: manual interactions (``tle_<ULID>``) and the timeline facts
+  other services publish (``_id`` derived from the fact's event id, so a redelivery
+  adds nothing).
 
 Uniqueness without transactions (FerretDB has none) and without multikey unique
 indexes — the claim protocol:
@@ -52,43 +54,6 @@ KEYS = "contact_keys"
 COMPANIES = "companies"
 TIMELINE = "timeline"
 
-_INTERNAL = ("search_text", "dedup_keys", "consent_history", "erased_at", ev.OUTBOX, ev.OUTBOX_COUNT)
-
-
-def contact_to_wire(doc: dict[str, Any]) -> dict[str, Any]:
-    out = {"id": doc["_id"], "version": doc["version"],
-           "created_at": clock.to_iso(doc["created_at"]), "updated_at": clock.to_iso(doc["updated_at"])}
-    for key in domain.WRITABLE_FIELDS:
-        out[key] = doc.get(key)
-    out["given_name"] = out["given_name"] or ""
-    out["family_name"] = out["family_name"] or ""
-    out["emails"] = [dict(e) for e in doc.get("emails") or []]
-    out["phones"] = [dict(p) for p in doc.get("phones") or []]
-    out["tags"] = list(doc.get("tags") or [])
-    out["custom_fields"] = dict(doc.get("custom_fields") or {})
-    consents = doc.get("consents") or {}
-    out["consents"] = {
-        ch: {"granted": bool((consents.get(ch) or {}).get("granted")),
-             "source": (consents.get(ch) or {}).get("source"),
-             "at": clock.to_iso((consents.get(ch) or {}).get("at"))}
-        for ch in domain.CONSENT_CHANNELS}
-    out["erased"] = bool(doc.get("erased"))
-    return out
-
-
-def company_to_wire(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"id": doc["_id"], "name": doc["name"], "domain": doc.get("domain"), "tags": list(doc.get("tags") or []),
-            "version": doc["version"], "created_at": clock.to_iso(doc["created_at"]),
-            "updated_at": clock.to_iso(doc["updated_at"])}
-
-
-def entry_to_wire(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"id": doc["_id"], "contact_id": doc["contact_id"], "kind": doc["kind"], "channel": doc["channel"],
-            "direction": doc["direction"], "summary": doc["summary"],
-            "occurred_at": clock.to_iso(doc["occurred_at"]), "source": doc["source"],
-            "data": doc.get("data") or {}}
-
-
 class ContactsStore:
     def __init__(self, db: Database):
         self.db = db
@@ -125,8 +90,17 @@ class ContactsStore:
             raise FailedPrecondition(f"contact {contact_id} has been erased", {"contact_id": contact_id})
         return doc
 
-    def insert_contact(self, doc: dict[str, Any], staged: list[dict[str, Any]]) -> None:
-        self.contacts.insert_one(ev.stage_on_insert(doc, staged))
+    def insert_contact(self, doc: dict[str, Any], staged: list[dict[str, Any]]) -> bool:
+        """False when a contact with this ``_id`` exists already: a create replayed under
+        its idempotency key (crm_common.ids.replayable) after it was stored once."""
+        try:
+            self.contacts.insert_one(ev.stage_on_insert(doc, staged))
+        except DuplicateKeyError as exc:
+            if (exc.details or {}).get("keyPattern", {"_id": 1}) == {"_id": 1} and self.contacts.find_one(
+                    {"_id": doc["_id"]}, {"_id": 1}):
+                return False
+            raise
+        return True
 
     def update_contact(self, contact_id: str, expected_version: int, sets: dict[str, Any],
                        staged: list[dict[str, Any]], now: datetime) -> bool:
@@ -221,8 +195,12 @@ class ContactsStore:
 
     # ------------------------------------------------------------------ companies
 
-    def insert_company(self, doc: dict[str, Any]) -> None:
-        self.companies.insert_one(doc)
+    def insert_company(self, doc: dict[str, Any]) -> dict[str, Any]:
+        try:
+            self.companies.insert_one(doc)
+        except DuplicateKeyError:  # replayed under its idempotency key: the first one stands
+            return self.get_company(doc["_id"])
+        return doc
 
     def get_company(self, company_id: Any) -> dict[str, Any]:
         doc = self.companies.find_one({"_id": company_id}) if isinstance(company_id, str) else None
@@ -255,8 +233,14 @@ class ContactsStore:
         cursor = self.timeline.find(query).sort([("occurred_at", DESCENDING), ("_id", DESCENDING)])
         return list(cursor.limit(limit))
 
-    def anonymize_manual_entries(self, contact_id: str, now: datetime) -> int:
+    def anonymize_entries(self, contact_id: str, now: datetime) -> int:
+        """Blank what people wrote or services said about an erased contact; the kind,
+        source and time of each entry stay (an audit of what happened, not to whom)."""
         result = self.timeline.update_many(
-            {"contact_id": contact_id, "source": "manual"},
+            {"contact_id": contact_id},
             {"$set": {"summary": domain.ERASED_SUMMARY, "data": {}, "updated_at": now}})
         return result.modified_count
+
+    def is_erased(self, contact_id: str) -> bool:
+        doc = self.contacts.find_one({"_id": contact_id}, {"erased": 1})
+        return bool(doc and doc.get("erased"))

@@ -1,50 +1,99 @@
-"""Events of the loyalty service.
+"""Events of the loyalty service, published on ``loyalty.events``; each also puts a line
+on the contact's timeline (crm_common.timeline). Event ids are derived from what they
+announce (a ledger entry, an enrolment, a member version), so a relayed duplicate
+carries the same ``event_id`` and consumers drop it.
 
-Published on ``loyalty.events`` in the crm_common envelope (``event_id, type, occurred_at,
-source="loyalty", subject=<contact_id>, data, correlation_id``). Event ids are derived
-from what they announce (a ledger entry, an enrolment, a member version), so a relayed
-duplicate carries the same ``event_id`` and consumers drop it.
+A ``<ledger entry>`` is ``{"id": "led_...", "contact_id", "kind": "earn"|"redeem"|"expire",
+"points" (negative for redeem/expire), "balance_after", "source", "source_ref", "reason",
+"amount": money|null, "occurred_at"}``.
 
-A *ledger entry* on the wire (docs/rpc.md): ``{"id": "led_...", "contact_id", "kind":
-"earn"|"redeem"|"expire", "points": int (negative for redeem/expire), "balance_after",
-"source", "source_ref", "reason", "amount": {"amount_minor", "currency"} | null,
-"occurred_at"}``.
+Consumed from ``contacts.events`` (see the registry): contact_created (keep the display
+name; enrol when consents.loyalty.granted), contact_updated (refresh the display name),
+consent_changed (channel loyalty: granted -> enrol / re-activate, revoked -> opted_out,
+points kept), contact_erased (anonymize the local copy).
 """
 from __future__ import annotations
 
-SOURCE = "loyalty"
+from typing import Any, ClassVar
 
-MEMBER_ENROLLED = "member_enrolled"
-"""A contact became a loyalty member (explicit ``enroll`` or consent announced by contacts).
-data: ``{"contact_id": str, "member_id": "mem_...", "tier": "bronze", "enrolled_at": iso}``"""
+from crm_common.contracts import Id, Timestamp
+from crm_common.events import Event
+from crm_common.timeline import Reference, TimelineFact
 
-POINTS_EARNED = "points_earned"
-"""A purchase earned points (once per ``(source, source_ref)``).
-data: ``{"contact_id": str, "entry": <ledger entry, kind "earn">, "balance": int}``
-(``balance`` = the member's balance right after this entry)."""
 
-POINTS_REDEEMED = "points_redeemed"
-"""Points were spent. data: ``{"contact_id", "entry": <ledger entry, kind "redeem",
-negative points>, "balance": int}``"""
+class MemberEnrolled(Event):
+    """A contact became a loyalty member (explicit ``enroll`` or consent announced by contacts)."""
 
-POINTS_EXPIRED = "points_expired"
-"""What was left of one earned lot expired (one event per lot). data: ``{"contact_id",
-"entry": <ledger entry, kind "expire", negative points, source_ref = the lot's earn entry
-id>, "balance": int}``"""
+    type: ClassVar[str] = "member_enrolled"
+    contact_id: Id
+    member_id: str
+    tier: str
+    enrolled_at: Timestamp
 
-TIER_CHANGED = "tier_changed"
-"""The member's tier moved (up when earning, down when earnings leave the rolling
-365-day window). data: ``{"contact_id", "from_tier", "to_tier", "points_earned_12m": int}``"""
+    def timeline(self) -> TimelineFact:
+        return TimelineFact(contact_id=self.contact_id, kind=self.type, occurred_at=self.enrolled_at,
+                            summary=f"Enrolled in the loyalty club ({self.tier})",
+                            reference=Reference(type="member", id=self.member_id), data={"tier": self.tier})
 
-PUBLISHED = (MEMBER_ENROLLED, POINTS_EARNED, POINTS_REDEEMED, POINTS_EXPIRED, TIER_CHANGED)
 
-ENTRY_EVENTS = {"earn": POINTS_EARNED, "redeem": POINTS_REDEEMED, "expire": POINTS_EXPIRED}
+class _EntryEvent(Event):
+    contact_id: Id
+    entry: dict[str, Any]       # <ledger entry>
+    balance: int                # the member's balance right after this entry
 
-# Consumed from ``contacts.events``:
-#   contact_created {"contact"}: keep display_name; enrol when consents.loyalty.granted
-#   contact_updated {"contact", "changed"}: refresh display_name
-#   consent_changed {"contact_id", "channel", "granted", "source", "at", "display_name"}:
-#       channel "loyalty": granted -> enrol / re-activate, revoked -> status opted_out
-#   contact_erased {"contact_id"}: anonymize the local copy (display_name -> None, erased)
-CONTACTS = "contacts"
-CONSUMED = ("contact_created", "contact_updated", "consent_changed", "contact_erased")
+    def _fact(self, summary: str) -> TimelineFact:
+        return TimelineFact(contact_id=self.contact_id, kind=self.type, occurred_at=self.entry["occurred_at"],
+                            summary=summary, reference=Reference(type="ledger_entry", id=self.entry["id"]),
+                            data={"points": self.entry["points"], "balance": self.balance})
+
+
+class PointsEarned(_EntryEvent):
+    """A purchase earned points (once per ``(source, source_ref)``)."""
+
+    type: ClassVar[str] = "points_earned"
+
+    def timeline(self) -> TimelineFact:
+        ref = "/".join(str(x) for x in (self.entry.get("source"), self.entry.get("source_ref")) if x)
+        return self._fact(f"Earned {self.entry['points']} points" + (f" ({ref})" if ref else ""))
+
+
+class PointsRedeemed(_EntryEvent):
+    """Points were spent (the entry's points are negative)."""
+
+    type: ClassVar[str] = "points_redeemed"
+
+    def timeline(self) -> TimelineFact:
+        reason = self.entry.get("reason")
+        return self._fact(f"Redeemed {-self.entry['points']} points" + (f" ({reason})" if reason else ""))
+
+
+class PointsExpired(_EntryEvent):
+    """What was left of one earned lot expired (one event per lot; the entry's
+    source_ref is the lot's earn entry id)."""
+
+    type: ClassVar[str] = "points_expired"
+
+    def timeline(self) -> TimelineFact:
+        return self._fact(f"{-self.entry['points']} points expired")
+
+
+class TierChanged(Event):
+    """The member's tier moved (up when earning, down when earnings leave the rolling
+    365-day window)."""
+
+    type: ClassVar[str] = "tier_changed"
+    contact_id: Id
+    from_tier: str
+    to_tier: str
+    points_earned_12m: int
+    changed_at: Timestamp
+
+    def timeline(self) -> TimelineFact:
+        return TimelineFact(contact_id=self.contact_id, kind=self.type, occurred_at=self.changed_at,
+                            summary=f"Tier changed: {self.from_tier} → {self.to_tier}",
+                            data={"from_tier": self.from_tier, "to_tier": self.to_tier,
+                                  "points_earned_12m": self.points_earned_12m})
+
+
+ENTRY_EVENTS: dict[str, type[_EntryEvent]] = {"earn": PointsEarned, "redeem": PointsRedeemed,
+                                              "expire": PointsExpired}

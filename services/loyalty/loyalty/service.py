@@ -3,43 +3,42 @@ the crash-safety argument in store.py."""
 from __future__ import annotations
 
 import logging
-import os
-import re
 from datetime import timedelta
 from typing import Any
 
 from nameko.timer import timer
 from prometheus_client import Gauge
 
-from crm_common import clock
+from crm_common import clock, config, paging
+from crm_common.contracts import Id
+from crm_common.errors import AlreadyExists, FailedPrecondition, NotFound
 from crm_common.ids import derived_id
-from crm_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from crm_common.money import Money
 from crm_common.nameko.base import CrmService, rpc
 from crm_common.nameko.handlers import handles
 from crm_common.nameko.mongo import MongoStore
-from crm_common.validation import page_size as valid_page_size
-from crm_common.validation import plain_int, plain_str
+from pydantic import TypeAdapter
 
+from . import contracts as C
 from . import domain
-from . import events as E
-from .store import LoyaltyStore, entry_to_wire, member_to_wire
+from .events import ENTRY_EVENTS, MemberEnrolled, TierChanged
+from .store import LoyaltyStore
+from .views import entry_view, member_view
 
 log = logging.getLogger(__name__)
 
 MEMBERS = Gauge("crm_loyalty_members", "Loyalty members by tier", ["tier"])
 POINTS_OUTSTANDING = Gauge("crm_loyalty_points_outstanding", "Unspent, unexpired loyalty points of all members")
 
-EXPIRY_INTERVAL_SECONDS = float(os.environ.get("LOYALTY_EXPIRY_INTERVAL_SECONDS", "60"))
+# A timer's interval is fixed when the class is defined, so it is read here, not from nameko's config.
+EXPIRY_INTERVAL_SECONDS = float(config.setting("loyalty", "LOYALTY_EXPIRY_INTERVAL_SECONDS"))
 GAUGE_INTERVAL_SECONDS = 30
-_CONTACT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CONTACTS = "contacts"
+_ID = TypeAdapter(Id)
 
 
 def _contact_id(value: Any) -> str:
-    value = plain_str(value, "contact_id", max_len=64)
-    if not _CONTACT_ID.match(value):
-        raise InvalidArgument.field("contact_id", "must be a contact id such as con_01J...")
-    return value
+    """An id from another service's event, checked as strictly as an RPC argument."""
+    return _ID.validate_python(value)
 
 
 def _not_member(contact_id: str) -> NotFound:
@@ -72,19 +71,19 @@ class LoyaltyService(CrmService):
         def make(change: domain.Change, version: int) -> list[dict[str, Any]]:
             st, out = change.state, []
             if change.enrolled:
-                out.append(self.outbox.event(E.MEMBER_ENROLLED, contact_id, {
-                    "contact_id": contact_id, "member_id": st.member_id, "tier": st.tier,
-                    "enrolled_at": clock.to_iso(st.enrolled_at)},
-                    event_id=derived_id("evt", "enrolled", contact_id)))
+                out += self.outbox.announce(MemberEnrolled(
+                    contact_id=contact_id, member_id=st.member_id, tier=st.tier, enrolled_at=st.enrolled_at),
+                    event_id=derived_id("evt", "enrolled", contact_id))
             for entry in change.entries:
-                out.append(self.outbox.event(E.ENTRY_EVENTS[entry["kind"]], contact_id, {
-                    "contact_id": contact_id, "entry": entry_to_wire(entry), "balance": entry["balance_after"]},
-                    event_id=derived_id("evt", entry["_id"])))
+                out += self.outbox.announce(ENTRY_EVENTS[entry["kind"]](
+                    contact_id=contact_id, entry=entry_view(entry), balance=entry["balance_after"]),
+                    event_id=derived_id("evt", entry["_id"]))
             if change.tier_changed:
-                out.append(self.outbox.event(E.TIER_CHANGED, contact_id, {
-                    "contact_id": contact_id, "from_tier": change.tier_from, "to_tier": st.tier,
-                    "points_earned_12m": domain.points_earned_12m(st.lots, clock.now())},
-                    event_id=derived_id("evt", "tier", contact_id, str(version))))
+                now = clock.now()
+                out += self.outbox.announce(TierChanged(
+                    contact_id=contact_id, from_tier=change.tier_from, to_tier=st.tier,
+                    points_earned_12m=domain.points_earned_12m(st.lots, now), changed_at=now),
+                    event_id=derived_id("evt", "tier", contact_id, str(version)))
             return out
         return make
 
@@ -98,7 +97,7 @@ class LoyaltyService(CrmService):
         head = self.store.head(contact_id)
         if head is None:
             raise _not_member(contact_id)
-        return member_to_wire(contact_id, head.version, head.state, self.store.profile(contact_id), clock.now())
+        return member_view(contact_id, head.version, head.state, self.store.profile(contact_id), clock.now())
 
     def _enroll(self, contact_id: str, *, consent_at=None, activate: bool = False) -> None:
         def op(head):
@@ -117,36 +116,31 @@ class LoyaltyService(CrmService):
         entry = next((e for e in change.entries if e["_id"] == change.result_entry_id), None)
         if change.duplicate_of or entry is None:
             return self._entry_result(contact_id, change.duplicate_of or change.result_entry_id)
-        member = member_to_wire(contact_id, done.version, change.state, self.store.profile(contact_id), clock.now())
-        return {"entry": entry_to_wire(entry), "member": member}
+        member = member_view(contact_id, done.version, change.state, self.store.profile(contact_id), clock.now())
+        return {"entry": entry_view(entry), "member": member}
 
     def _entry_result(self, contact_id: str, entry_id: str) -> dict[str, Any]:
         entry = self.store.find_entry(contact_id, entry_id)
         if entry is None:  # applied, but its ledger copy vanished: should never happen
             raise FailedPrecondition(f"ledger entry {entry_id} is not available yet, retry", {"entry_id": entry_id})
-        return {"entry": entry_to_wire(entry), "member": self._member(contact_id)}
+        return {"entry": entry_view(entry), "member": self._member(contact_id)}
 
     # -- RPC ------------------------------------------------------------------------------
-    @rpc
-    def enroll(self, contact_id):
-        contact_id = _contact_id(contact_id)
+    @rpc(C.Enroll)
+    def enroll(self, req: C.Enroll):
+        contact_id = req.contact_id
         if self.store.head(contact_id) is None and self.store.is_erased(contact_id):
             raise FailedPrecondition(f"contact {contact_id} was erased", {"contact_id": contact_id})
         self._enroll(contact_id)
         return self._member(contact_id)
 
-    @rpc
-    def get_member(self, contact_id):
-        return self._member(_contact_id(contact_id))
+    @rpc(C.GetMember)
+    def get_member(self, req: C.GetMember):
+        return self._member(req.contact_id)
 
-    @rpc
-    def earn_points(self, contact_id, source, source_ref, amount):
-        contact_id = _contact_id(contact_id)
-        source = plain_str(source, "source", max_len=64)
-        source_ref = plain_str(source_ref, "source_ref", max_len=200)
-        money = Money.from_wire(amount)
-        if money.amount_minor <= 0:
-            raise InvalidArgument.field("amount.amount_minor", "must be greater than zero")
+    @rpc(C.EarnPoints)
+    def earn_points(self, req: C.EarnPoints):
+        contact_id, source, source_ref, money = req.contact_id, req.source, req.source_ref, req.amount
         entry_id = domain.earn_entry_id(source, source_ref)
         existing = self.store.ledger_entry(entry_id)
         if existing is not None:
@@ -165,13 +159,9 @@ class LoyaltyService(CrmService):
                                source_ref=source_ref, amount=money)
         return self._written_result(contact_id, self._mutate(contact_id, op))
 
-    @rpc
-    def redeem_points(self, contact_id, points, reason, request_id=None):
-        contact_id = _contact_id(contact_id)
-        points = plain_int(points, "points", minimum=1)
-        reason = plain_str(reason, "reason", max_len=200)
-        if request_id is not None:
-            request_id = plain_str(request_id, "request_id", max_len=100)
+    @rpc(C.RedeemPoints)
+    def redeem_points(self, req: C.RedeemPoints):
+        contact_id, request_id = req.contact_id, req.idempotency_key
         entry_id = domain.redeem_entry_id(contact_id, request_id)
         if request_id and self.store.ledger_entry(entry_id) is not None:
             return self._entry_result(contact_id, entry_id)
@@ -180,26 +170,18 @@ class LoyaltyService(CrmService):
         def op(head):
             if head is None:
                 raise _not_member(contact_id)
-            return domain.redeem(head.state, contact_id, clock.now(), policy, points=points, reason=reason,
+            return domain.redeem(head.state, contact_id, clock.now(), policy, points=req.points, reason=req.reason,
                                  request_id=request_id, entry_id=entry_id)
         return self._written_result(contact_id, self._mutate(contact_id, op))
 
-    @rpc
-    def list_ledger(self, contact_id, page_size=50, page_token=None):
-        contact_id = _contact_id(contact_id)
-        size = valid_page_size(page_size)
-        before = None
-        if page_token not in (None, ""):
-            if not isinstance(page_token, str) or not page_token.isdigit():
-                raise InvalidArgument.field("page_token", "is not a token returned by list_ledger")
-            before = int(page_token)
-        if self.store.head(contact_id) is None:
-            raise _not_member(contact_id)
-        docs = self.store.list_ledger(contact_id, size + 1, before)
-        more = len(docs) > size
-        docs = docs[:size]
-        return {"entries": [entry_to_wire(d) for d in docs],
-                "next_page_token": str(docs[-1]["seq"]) if more and docs else ""}
+    @rpc(C.ListLedger)
+    def list_ledger(self, req: C.ListLedger):
+        cursor = paging.decode(req.page_token, seq=int)
+        if self.store.head(req.contact_id) is None:
+            raise _not_member(req.contact_id)
+        docs = self.store.list_ledger(req.contact_id, req.size + 1, cursor and cursor["seq"])
+        page, token = paging.page(docs, req.size, lambda d: {"seq": d["seq"]})
+        return {"entries": [entry_view(d) for d in page], "next_page_token": token}
 
     @rpc
     def expire_due_points(self):
@@ -235,7 +217,7 @@ class LoyaltyService(CrmService):
         POINTS_OUTSTANDING.set(sum(row.get("points", 0) for row in stats.values()))
 
     # -- events from contacts ---------------------------------------------------------------
-    @handles(E.CONTACTS, "contact_created")
+    @handles(CONTACTS, "contact_created")
     def on_contact_created(self, event):
         contact = event["data"]["contact"]
         contact_id = _contact_id(contact["id"])
@@ -247,13 +229,13 @@ class LoyaltyService(CrmService):
                     and not self.store.is_erased(contact_id):
                 self._enroll(contact_id, consent_at=at)
 
-    @handles(E.CONTACTS, "contact_updated")
+    @handles(CONTACTS, "contact_updated")
     def on_contact_updated(self, event):
         contact = event["data"]["contact"]
         _contact_id(contact["id"])
         self.store.save_contact(contact)
 
-    @handles(E.CONTACTS, "consent_changed")
+    @handles(CONTACTS, "consent_changed")
     def on_consent_changed(self, event):
         data = event["data"]
         if data.get("channel") != "loyalty":
@@ -270,6 +252,6 @@ class LoyaltyService(CrmService):
             self._mutate(contact_id, lambda head: domain.set_consent(head.state, False, at)
                          if head is not None else None)  # never enrolled: nothing to do
 
-    @handles(E.CONTACTS, "contact_erased")
+    @handles(CONTACTS, "contact_erased")
     def on_contact_erased(self, event):
         self.store.erase(_contact_id(event["data"]["contact_id"]))

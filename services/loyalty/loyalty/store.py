@@ -285,24 +285,3 @@ class LoyaltyStore:
         self.profiles.update_one({"_id": contact_id},
                                  {"$set": {"display_name": None, "erased": True, "updated_at": now},
                                   "$setOnInsert": {"created_at": now}}, upsert=True)
-
-
-# -- wire forms ---------------------------------------------------------------------------
-
-def entry_to_wire(entry: dict[str, Any]) -> dict[str, Any]:
-    return {"id": entry["_id"], "contact_id": entry["contact_id"], "kind": entry["kind"],
-            "points": entry["points"], "balance_after": entry["balance_after"], "source": entry.get("source"),
-            "source_ref": entry.get("source_ref"), "reason": entry.get("reason"), "amount": entry.get("amount"),
-            "occurred_at": clock.to_iso(entry["occurred_at"])}
-
-
-def member_to_wire(contact_id: str, version: int, state: domain.MemberState, profile: dict[str, Any] | None,
-                   now: datetime) -> dict[str, Any]:
-    profile = profile or {}
-    expiry = domain.next_expiry(state)
-    return {"contact_id": contact_id, "member_id": state.member_id, "status": state.status,
-            "tier": state.tier, "balance": state.balance,
-            "points_earned_12m": domain.points_earned_12m(state.lots, now),
-            "enrolled_at": clock.to_iso(state.enrolled_at), "display_name": profile.get("display_name"),
-            "version": version, "erased": bool(profile.get("erased")),
-            "next_expiry": {"points": expiry["points"], "at": clock.to_iso(expiry["at"])} if expiry else None}

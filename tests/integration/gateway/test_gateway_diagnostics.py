@@ -27,8 +27,7 @@ def diag():
     echo = lambda payload=None: payload  # noqa: E731 - what CrmService.echo does
     contacts = FakeNamekoService(AMQP_URI, f"contacts_{suffix}", {"echo": echo})
     loyalty = FakeNamekoService(AMQP_URI, f"loyalty_{suffix}", {"echo": lambda payload=None: "bm90IG1pbmU="})
-    with contacts, loyalty, GatewayThread(contacts_service=contacts.service,
-                                          loyalty_service=loyalty.service) as gw:
+    with contacts, loyalty, GatewayThread(names={"contacts": contacts.service, "loyalty": loyalty.service}) as gw:
         channel = grpc.insecure_channel(f"127.0.0.1:{gw.port}")
         yield {"channel": channel, "contacts": contacts, "loyalty": loyalty,
                "stub": diagnostics_pb2_grpc.DiagnosticsStub(channel)}
@@ -37,29 +36,31 @@ def diag():
 
 def test_echo_returns_every_byte_through_the_named_service(diag):
     payload = bytes(range(256)) * 4  # not UTF-8: proves the bytes survive nameko's JSON
-    reply = diag["stub"].Echo(diagnostics_pb2.EchoRequest(service="contacts", payload=payload), timeout=5)
+    reply = diag["stub"].Echo(diagnostics_pb2.EchoRequest(service=diag["contacts"].service, payload=payload), timeout=5)
     assert reply.payload == payload
     method, kwargs, headers = diag["contacts"].requests[-1]
     assert method == "echo" and base64.b64decode(kwargs["payload"]) == payload
     assert headers["nameko.call_id_stack"][0].startswith("gateway.Echo.")
-    # the public name "loyalty" reaches the loyalty service, whose (fake) answer comes back
-    reply = diag["stub"].Echo(diagnostics_pb2.EchoRequest(service="loyalty", payload=b"x"), timeout=5)
+    # every service of the registry is reachable; its (fake) answer comes back
+    reply = diag["stub"].Echo(diagnostics_pb2.EchoRequest(service=diag["loyalty"].service, payload=b"x"), timeout=5)
     assert reply.payload == b"not mine" and diag["loyalty"].requests[-1][0] == "echo"
 
 
 def test_empty_and_largest_payloads_pass(diag):
-    assert diag["stub"].Echo(diagnostics_pb2.EchoRequest(service="contacts"), timeout=5).payload == b""
+    name = diag["contacts"].service
+    assert diag["stub"].Echo(diagnostics_pb2.EchoRequest(service=name), timeout=5).payload == b""
     big = b"\xff" * MAX_PAYLOAD
-    assert diag["stub"].Echo(diagnostics_pb2.EchoRequest(service="contacts", payload=big), timeout=5).payload == big
+    assert diag["stub"].Echo(diagnostics_pb2.EchoRequest(service=name, payload=big), timeout=5).payload == big
 
 
 @pytest.mark.parametrize("service,payload,field", [
-    ("sales", b"x", "service"),                    # not a service the gateway knows
+    ("sales-x", b"x", "service"),                  # not a service of the registry
     ("", b"x", "service"),
-    ("contacts_real", b"x", "service"),            # nameko names are not the public names
-    ("contacts", b"x" * (MAX_PAYLOAD + 1), "payload"),
+    ("contacts", b"x", "service"),                 # the real one is not this gateway's (renamed) registry's
+    (None, b"x" * (MAX_PAYLOAD + 1), "payload"),
 ])
 def test_bad_requests_are_invalid_argument_and_reach_no_service(diag, service, payload, field):
+    service = diag["contacts"].service if service is None else service
     before = len(diag["contacts"].requests) + len(diag["loyalty"].requests)
     with pytest.raises(grpc.RpcError) as ei:
         diag["stub"].Echo(diagnostics_pb2.EchoRequest(service=service, payload=payload), timeout=5)

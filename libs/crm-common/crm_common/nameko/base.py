@@ -1,16 +1,20 @@
 """What every CRM nameko service has: metrics and call ids, the event outbox and its
-relay, ``ping``, ``echo``, and replay of parked event deliveries."""
+relay, ``ping``, ``echo``, replay of parked event deliveries, and the ``rpc``
+decorator that validates every call against its contract model."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from datetime import timedelta
+from typing import Any, Callable
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
 
-from .. import metrics
-from ..errors import CrmError
+from .. import contracts, metrics
+from ..errors import CrmError, InvalidArgument
+from . import idempotency
 from .entrypoints import CrmRpc
 from .handlers import HANDLED_RETENTION_DAYS, PARKED, prune_handled, replay_parked
 from .observe import Observe
@@ -23,14 +27,43 @@ PRUNE_INTERVAL_SECONDS = 3600
 MAX_ECHO_DELAY = 5.0
 
 
-def rpc(fn=None, **kwargs):
-    """nameko's ``@rpc`` with our typed errors declared expected: a NotFound is the
-    caller's business, logged as a warning without a traceback, not as a crash.
-    Replies go through :class:`~crm_common.nameko.entrypoints.CrmRpc`, which survives
-    a broker outage."""
+def rpc(request: type[contracts.Request] | Callable | None = None, **kwargs):
+    """nameko's ``@rpc``, with the call's arguments validated against its contract model.
+
+    ``@rpc(EarnPoints)`` on ``def earn_points(self, req: EarnPoints)``: the keyword
+    arguments of the call are validated into ``EarnPoints`` (InvalidArgument naming every
+    bad field otherwise) and the method gets the model. A :class:`~crm_common.contracts.Command`
+    with an ``idempotency_key`` runs at most once per key (crm_common.nameko.idempotency).
+    Bare ``@rpc`` is for methods without arguments or with plain ones (``ping``, ``echo``).
+    Our typed errors are declared expected: a NotFound is the caller's business, logged as
+    a warning without a traceback. Replies go through
+    :class:`~crm_common.nameko.entrypoints.CrmRpc`, which survives a broker outage."""
     kwargs.setdefault("expected_exceptions", CrmError)
     decorate = CrmRpc.decorator(**kwargs)
-    return decorate(fn) if fn is not None else decorate
+    if request is None:
+        return decorate
+    if not isinstance(request, type):   # bare @rpc on a function
+        return decorate(request)
+    return lambda fn: decorate(_validated(fn, request))
+
+
+def _validated(fn: Callable, model: type[contracts.Request]) -> Callable:
+    method = fn.__name__
+    idempotent = issubclass(model, contracts.Command)
+
+    @functools.wraps(fn)
+    def entrypoint(self, *args: Any, **kw: Any):
+        if args:
+            raise InvalidArgument(f"{method} takes its arguments by name ({', '.join(model.model_fields)})")
+        req = contracts.parse(model, kw, context=self.validation_context())
+        if idempotent and req.idempotency_key:
+            return idempotency.once(self.store.db, method, req, lambda: fn(self, req))
+        return fn(self, req)
+
+    # nameko checks a call against ``entrypoint``'s own (*args, **kw) signature
+    # (inspect.getcallargs ignores __wrapped__): the model is the signature.
+    entrypoint.request_model = model
+    return entrypoint
 
 
 class CrmService:
@@ -44,6 +77,10 @@ class CrmService:
     config = Config()
     observe = Observe()
     outbox = EventOutbox()
+
+    def validation_context(self) -> dict[str, Any]:
+        """What contract validators may need from the service's config (pydantic context)."""
+        return {}
 
     @rpc
     def ping(self):
@@ -81,3 +118,6 @@ class CrmService:
         pruned = prune_handled(self.store.db, timedelta(days=days))
         if pruned:
             log.info("forgot %d handled-event markers older than %g days", pruned, days)
+        keys = idempotency.prune(self.store.db)
+        if keys:
+            log.info("forgot %d idempotency keys older than %s", keys, idempotency.RETENTION)

@@ -5,46 +5,17 @@ so one request can be followed gateway → service → event handler.
 """
 from __future__ import annotations
 
-import logging
-import threading
-
-_local = threading.local()  # green under eventlet's monkey patching: one per worker
+from .. import logs
 
 
 def set_current(worker_ctx) -> None:
     stack = list(getattr(worker_ctx, "call_id_stack", None) or [])
-    _local.request_id = stack[0] if stack else None
-    _local.call_id = stack[-1] if stack else None
+    logs.set_ids(stack[0] if stack else None, stack[-1] if stack else None)
 
 
 def clear() -> None:
-    _local.request_id = None
-    _local.call_id = None
+    logs.clear_ids()
 
 
 def request_id() -> str | None:
-    return getattr(_local, "request_id", None)
-
-
-class CallIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = getattr(_local, "request_id", None) or "-"
-        record.call_id = getattr(_local, "call_id", None) or "-"
-        return True
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s call_id=%(call_id)s %(message)s"
-
-
-def logging_config(level: str = "INFO") -> dict:
-    """A dictConfig for nameko's ``LOGGING`` config key."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {"call_id": {"()": "crm_common.nameko.context.CallIdFilter"}},
-        "formatters": {"line": {"format": LOG_FORMAT}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "line",
-                                "filters": ["call_id"]}},
-        "root": {"level": level, "handlers": ["stderr"]},
-        "loggers": {"nameko.containers": {"level": "ERROR"}},
-    }
+    return logs.request_id()

@@ -29,9 +29,13 @@ from nameko.constants import (
     AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER, DEFAULT_TRANSPORT_OPTIONS,
     LOGIN_METHOD_CONFIG_KEY, SERIALIZER_CONFIG_KEY,
 )
+from kombu import Exchange, Queue
 from nameko.events import EventHandler
-from nameko.messaging import QueueConsumer
+from nameko.messaging import Consumer, QueueConsumer
 from nameko.rpc import Responder, Rpc, RpcConsumer, get_rpc_exchange
+from nameko.standalone.events import get_event_exchange
+
+from ..registry import TIMELINE_EXCHANGE, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +121,25 @@ class CrmRpc(Rpc):
     rpc_consumer = CrmRpcConsumer()
 
 
+def timeline_exchange() -> Exchange:
+    return Exchange(TIMELINE_EXCHANGE, type="topic", durable=True, delivery_mode=2)
+
+
 class CrmEventHandler(EventHandler):
-    """nameko's event handler on :class:`SafeQueueConsumer` (the same shared consumer
-    and connection as :class:`CrmRpc`)."""
+    """nameko's SERVICE_POOL event handler on :class:`SafeQueueConsumer` (the same shared
+    consumer and connection as :class:`CrmRpc`), on the queue the registry names
+    (crm_common.registry: ``evt-<source>-<type>--<consumer>``, one per consuming service
+    and event type, whatever the handler method is called), or, for source "timeline",
+    on the ``crm.timeline`` stream every producer publishes its timeline facts to."""
 
     queue_consumer = SafeQueueConsumer()
+
+    def setup(self):
+        sub = Subscription(self.source_service, "" if self.source_service == "timeline" else self.event_type)
+        if sub.is_timeline:
+            exchange, routing_key = timeline_exchange(), "#"
+        else:
+            exchange, routing_key = get_event_exchange(self.source_service, self.container.config), self.event_type
+        self.queue = Queue(sub.queue(self.container.service_name), exchange=exchange, routing_key=routing_key,
+                           durable=True, auto_delete=False, exclusive=False)
+        Consumer.setup(self)   # not EventHandler.setup, which would name the queue after the method

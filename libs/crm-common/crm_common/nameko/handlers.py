@@ -1,7 +1,9 @@
 """Idempotent, retried, parkable event handlers.
 
-``@handles("contacts", "contact_created")`` subscribes one queue per service (SERVICE_POOL,
-durable: a service that was down catches up), skips an ``event_id`` it has already
+``@handles("contacts", "contact_created")`` subscribes one queue per service and event
+type (SERVICE_POOL, durable: a service that was down catches up; named by the
+registry), ``@handles_timeline`` the stream of every service's timeline facts. Each
+skips an ``event_id`` it has already
 handled (redelivery is a no-op), retries a failing handler a few times, and then
 *parks* the delivery in ``parked_events`` where an operator sees it (metric
 ``crm_events_parked``) and replays it with the ``replay_parked_events`` RPC.
@@ -23,6 +25,8 @@ from nameko.events import SERVICE_POOL
 from pymongo.errors import DuplicateKeyError
 
 from .. import clock, metrics
+from ..registry import TIMELINE
+from ..timeline import TIMELINE_FACT
 from .entrypoints import CrmEventHandler
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,10 @@ def handles(source_service: str, event_type: str):
                                          reliable_delivery=True, requeue_on_error=False)(wrapper)
 
     return decorator
+
+
+#: ``@handles_timeline``: the handler of every service's timeline facts (crm_common.timeline).
+handles_timeline = handles(TIMELINE, TIMELINE_FACT)
 
 
 def _park(db, key, consumer, method, envelope, exc, attempts) -> None:

@@ -10,6 +10,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from .. import config, probes
+from . import idempotency
 from .handlers import HANDLED
 
 PROBE_TIMEOUT_SECONDS = 2
@@ -40,6 +41,7 @@ class MongoStore(DependencyProvider):
         if ensure:
             ensure(self.db)
         self.db[HANDLED].create_index("handled_at")  # for pruning (crm_common.nameko.handlers)
+        idempotency.ensure_indexes(self.db)
         self._check_name = f"{self.container.service_name}.database"
         probes.add_check(self._check_name, self._ping)
 

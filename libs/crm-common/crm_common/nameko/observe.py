@@ -86,13 +86,14 @@ class Observe(DependencyProvider):
             service, method = self.container.service_name, entrypoint.method_name
             metrics.RPC_REQUESTS.labels(service, method, outcome).inc()
             metrics.RPC_DURATION.labels(service, method).observe(elapsed)
-        # One line per unit of work, carrying request_id/call_id (see context.py).
+        # One line per unit of work, carrying request_id/call_id (crm_common.logs).
+        kind = "rpc" if isinstance(entrypoint, Rpc) else "timer" if isinstance(entrypoint, Timer) else "event"
+        fields = {"entrypoint": kind, "method": entrypoint.method_name, "outcome": outcome,
+                  "duration_ms": round(elapsed * 1000, 1)}
         if outcome == "error":
-            log.error("%s %s failed after %.1f ms", type(entrypoint).__name__.lower(),
-                      entrypoint.method_name, elapsed * 1000, exc_info=exc_info)
-        elif not isinstance(entrypoint, Timer) and log.isEnabledFor(logging.INFO):  # timers: too chatty
-            log.info("%s %s %s %.1f ms", type(entrypoint).__name__.lower(), entrypoint.method_name,
-                     outcome, elapsed * 1000)
+            log.error("%s %s failed", kind, entrypoint.method_name, exc_info=exc_info, extra=fields)
+        elif kind != "timer" and log.isEnabledFor(logging.INFO):  # timers: too chatty
+            log.info("%s %s %s", kind, entrypoint.method_name, outcome, extra=fields)
 
     def worker_teardown(self, worker_ctx) -> None:
         context.clear()

@@ -12,8 +12,9 @@ from typing import Any
 from nameko.events import EventDispatcher
 from pymongo.collection import Collection
 
-from .. import events, metrics
-from .entrypoints import BROKER_ERRORS
+from .. import events, metrics, registry
+from ..timeline import TIMELINE_FACT
+from .entrypoints import BROKER_ERRORS, timeline_exchange
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +22,21 @@ log = logging.getLogger(__name__)
 class Outbox:
     """What a worker gets: build envelopes, publish the ones stored with a document."""
 
-    def __init__(self, source: str, dispatch, correlation_id: str | None):
+    def __init__(self, source: str, dispatch, dispatch_timeline, correlation_id: str | None):
         self.source = source
         self._dispatch = dispatch
+        self._dispatch_timeline = dispatch_timeline
         self.correlation_id = correlation_id
 
-    def event(self, type: str, subject: str, data: dict[str, Any], *,
-              event_id: str | None = None) -> dict[str, Any]:
-        return events.envelope(type, source=self.source, subject=subject, data=data,
-                               correlation_id=self.correlation_id, event_id=event_id)
+    def announce(self, event: events.Event, *, event_id: str | None = None) -> list[dict[str, Any]]:
+        """The envelopes to stage for ``event`` (the event, and its timeline fact if any)."""
+        return events.announce(event, source=self.source, correlation_id=self.correlation_id, event_id=event_id)
 
     def _publish(self, envelope: dict[str, Any]) -> None:
-        self._dispatch(envelope["type"], envelope)
+        if envelope["type"] == TIMELINE_FACT:
+            self._dispatch_timeline(f"{self.source}.{envelope['data']['kind']}", envelope)
+        else:
+            self._dispatch(envelope["type"], envelope)
         metrics.EVENTS_PUBLISHED.labels(self.source, envelope["type"]).inc()
 
     def publish(self, collection: Collection, doc_id: Any, staged: list[dict[str, Any]]) -> None:
@@ -62,9 +66,29 @@ class Outbox:
 
 class EventOutbox(EventDispatcher):
     """nameko's EventDispatcher (publisher confirms, persistent messages, the call-id
-    headers) wrapped in :class:`Outbox`."""
+    headers) wrapped in :class:`Outbox`; timeline facts go to the ``crm.timeline``
+    exchange instead of the service's own."""
+
+    def setup(self):
+        self.timeline = timeline_exchange()
+        # Declaring needs the broker's configure right, which only timeline publishers
+        # have in a cluster (deploy/k8s, from the registry); a service the registry does
+        # not know (a test's) declares it too.
+        try:
+            publishes_timeline = registry.load().service(self.container.service_name).timeline
+        except KeyError:
+            publishes_timeline = True
+        if publishes_timeline:
+            self.declare.append(self.timeline)
+        super().setup()
 
     def get_dependency(self, worker_ctx):
         dispatch = super().get_dependency(worker_ctx)
+        headers = self.get_message_headers(worker_ctx)
+
+        def dispatch_timeline(routing_key: str, envelope: dict[str, Any]) -> None:
+            self.publisher.publish(envelope, exchange=self.timeline, routing_key=routing_key,
+                                   extra_headers=headers)
+
         stack = list(getattr(worker_ctx, "call_id_stack", None) or [])
-        return Outbox(self.container.service_name, dispatch, stack[0] if stack else None)
+        return Outbox(self.container.service_name, dispatch, dispatch_timeline, stack[0] if stack else None)
