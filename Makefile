@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 
 .PHONY: help install deps infra-install proto up down status demo test test-unit test-integration test-e2e k8s-check \
-        k8s-generate images run-gateway grpcurl bench logs clean
+        k8s-generate new-service docs images run-gateway grpcurl bench logs clean
 
 help: ## list the workflows
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -14,7 +14,7 @@ install: deps infra-install proto ## install everything: Python deps (uv), Rabbi
 
 deps: ## Python dependencies into .venv (uv workspace, one lockfile)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
-	@$(UV) sync --frozen -q 2>/dev/null || $(UV) sync -q
+	@$(UV) sync --all-packages --frozen -q 2>/dev/null || $(UV) sync --all-packages -q
 
 infra-install: ## install rabbitmq-server and promtool (Debian), build FerretDB (Go) if missing
 	@scripts/infra.sh install
@@ -52,6 +52,13 @@ test-integration: install ## integration tests only
 
 test-e2e: install ## end-to-end tests only
 	@scripts/test.sh e2e
+
+new-service: deps ## start a new service: NAME=<name> (docs/adding-a-service.md)
+	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<name>"; exit 2; }
+	@$(PY) scripts/new_service.py $(NAME)
+
+docs: deps ## regenerate the generated tables of docs/rpc.md and docs/events.md from the declarations
+	@$(PY) scripts/gen_docs.py
 
 k8s-generate: deps ## regenerate deploy/k8s's per-deployable files from the registry (commit the result)
 	@$(PY) scripts/k8s_generate.py

@@ -12,7 +12,7 @@ import grpc
 import pymongo
 import pytest
 
-from crm_common import config
+from crm_common import config, registry
 from support.infra import ROOT, drop_vhost, fresh_vhost, unique_db
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -31,7 +31,7 @@ def running_stack(amqp_uri: str, run_dir: Path) -> Iterator[Stack]:
     ports; stopped and the databases dropped on exit."""
     prefix = unique_db("e2e") + "_"
     st = Stack(amqp_uri=amqp_uri, gateway_addr=f"127.0.0.1:{free_port()}",
-               metrics_ports={name: free_port() for name in ("gateway", "contacts", "loyalty")},
+               metrics_ports={d.name: free_port() for d in registry.load().deployables},
                database_prefix=prefix, run_dir=run_dir)
     try:
         st.up()

@@ -51,3 +51,5 @@ def probe(port: int, path: str) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+    except (urllib.error.URLError, OSError):
+        return 0   # nothing listening (yet)

@@ -6,12 +6,14 @@ import os
 import grpc
 import pytest
 
+from crm_common import registry
+
 from crm.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("service", ["contacts", "loyalty"])
+@pytest.mark.parametrize("service", [s.name for s in registry.load().services])
 def test_echo_returns_the_payload_from_each_running_service(channel, service):
     payload = os.urandom(2048)  # random bytes: not valid UTF-8, not JSON-safe as they are
     reply = diagnostics_pb2_grpc.DiagnosticsStub(channel).Echo(

@@ -16,10 +16,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import monitoring_check   # scripts/, on sys.path through conftest
+from crm_common import registry
 from crm.v1 import contacts_pb2, loyalty_pb2
 from helpers import member_or_none, money, new_contact, stubs, wait_for
 
-PROCESSES = ("gateway", "contacts", "loyalty")
+PROCESSES = tuple(d.name for d in registry.load().deployables)
 
 # Metrics whose series exist only after a failure this stack does not provoke: for these
 # the process must still declare the metric (its # TYPE line), so a rename is caught.

@@ -17,6 +17,9 @@ from crm.v1 import contacts_pb2, diagnostics_pb2, diagnostics_pb2_grpc
 from helpers import member_or_none, new_contact, probe, stubs, wait_for
 from stack import rpc_call
 from support.infra import RABBITMQ_SERVER, private_rabbitmq
+from crm_common import registry
+
+SERVICES = [s.name for s in registry.load().services]
 
 
 def test_events_published_while_loyalty_is_down_are_not_lost(stack, channel):
@@ -125,7 +128,7 @@ def test_broker_outage_under_load_is_unavailable_then_everything_resumes_without
         with Load(contacts, get, family) as load:
             wait_for(lambda: load.codes["OK"] >= 50, timeout=30)
             held = [threading.Thread(target=_held_call, args=(st.amqp_uri, name))
-                    for name in ("contacts", "loyalty") for _ in range(3)]
+                    for name in SERVICES for _ in range(3)]
             for t in held:
                 t.start()
             time.sleep(0.5)  # the held calls are being worked on
@@ -137,7 +140,7 @@ def test_broker_outage_under_load_is_unavailable_then_everything_resumes_without
                     contacts.GetContact(get, timeout=5)
                 assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
                 # Unready (out of the load balancer), but alive: a restart would not help.
-                for name in ("gateway", "contacts", "loyalty"):
+                for name in st.metrics_ports:
                     port = st.metrics_ports[name]
                     assert (name, probe(port, "/readyz"), probe(port, "/healthz")) == (name, 503, 200)
                 time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_since)))
@@ -152,7 +155,7 @@ def test_broker_outage_under_load_is_unavailable_then_everything_resumes_without
             return contacts.GetContact(get, timeout=2)
 
         assert wait_for(answers, timeout=60, interval=0.5).id == get.contact_id
-        for name in ("contacts", "loyalty"):
+        for name in SERVICES:
             echo = diagnostics_pb2.EchoRequest(service=name, payload=b"back")
             assert wait_for(lambda: diagnostics.Echo(echo, timeout=2), timeout=30).payload == b"back"
         wait_for(lambda: all(probe(port, "/readyz") == 200 for port in st.metrics_ports.values()), timeout=30)
