@@ -433,3 +433,23 @@ def test_contacts_gauge(env):
     gauge = contacts_service.CONTACTS_TOTAL
     assert gauge.labels("evangelist")._value.get() == 1
     assert gauge.labels("opportunity")._value.get() == 0
+
+
+def test_a_create_whose_result_was_lost_in_a_crash_is_replayed_without_a_duplicate(env):
+    """The crash window of idempotency keys: the contact was stored but the key's result was
+    not. After the claim goes stale a retry runs the create again with the same ids, and the
+    unique _id turns the second insert into 'the one that exists'."""
+    first = env.api.create_contact(contact={"given_name": "Crash", "emails": ["crash@example.com"]},
+                                   idempotency_key="crash-1")
+    env.db.idempotency_keys.update_one({"_id": "create_contact:crash-1"},
+                                       {"$set": {"state": "pending", "claimed_at": clock.now() - timedelta(minutes=5)},
+                                        "$unset": {"result": ""}})
+    again = env.api.create_contact(contact={"given_name": "Crash", "emails": ["crash@example.com"]},
+                                   idempotency_key="crash-1")
+    assert again["id"] == first["id"] and env.db.contacts.count_documents({"given_name": "Crash"}) == 1
+    assert env.db.idempotency_keys.find_one({"_id": "create_contact:crash-1"})["state"] == "done"
+    # a refused command leaves no claim: the corrected retry with the same key runs
+    with pytest.raises(InvalidArgument):
+        env.api.create_contact(contact={"given_name": "X", "company_id": "cmp_nope"}, idempotency_key="fix-1")
+    assert env.db.idempotency_keys.find_one({"_id": "create_contact:fix-1"}) is None
+    assert env.api.create_contact(contact={"given_name": "X"}, idempotency_key="fix-1")["given_name"] == "X"

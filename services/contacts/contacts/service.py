@@ -20,6 +20,7 @@ from crm_common.nameko.base import CrmService, rpc
 from crm_common.nameko.handlers import handles_timeline
 from crm_common.nameko.mongo import MongoStore
 from crm_common import paging
+from crm_common.retry import on_conflict
 from crm_common.timeline import TimelineFact
 
 from . import contracts as C
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 CONTACTS_TOTAL = Gauge("crm_contacts", "Contacts (not erased) by lifecycle stage", ["lifecycle_stage"])
 GAUGE_INTERVAL_SECONDS = 30
-MAX_RETRIES = 5
 
 
 class ContactsService(CrmService):
@@ -106,9 +106,11 @@ class ContactsService(CrmService):
         view = contact_view(after)
         staged = self.outbox.announce(ContactUpdated(contact=view, changed=sorted(new)))
         claimed = self.store.claim_keys([k for k in keys if k not in old_keys], contact_id, now)
-        if not self.store.update_contact(contact_id, doc["version"], sets, staged, now):
+        try:
+            self.store.update_contact(contact_id, doc["version"], sets, staged, now)
+        except VersionConflict:
             self.store.release_keys(claimed, contact_id)
-            raise self.store.version_conflict(contact_id, doc["version"])
+            raise
         self.store.release_keys([k for k in old_keys if k not in keys], contact_id)
         self._publish(contact_id, staged)
         return view
@@ -116,37 +118,35 @@ class ContactsService(CrmService):
     @rpc(C.LinkContactToCompany)
     def link_contact_to_company(self, req: C.LinkContactToCompany):
         company = self.store.get_company(req.company_id)
-        for _ in range(MAX_RETRIES):
-            doc = self.store.get_live_doc(req.contact_id)
-            if doc.get("company_id") == company["_id"]:
-                return contact_view(doc)
-            try:
-                return self._apply(doc, {"company_id": company["_id"]}, clock.now())
-            except VersionConflict:
-                continue
-        raise self.store.version_conflict(req.contact_id, "the one read")
+        return self._link(req.contact_id, company["_id"])
+
+    @on_conflict()
+    def _link(self, contact_id, company_id):
+        doc = self.store.get_live_doc(contact_id)
+        if doc.get("company_id") == company_id:
+            return contact_view(doc)
+        return self._apply(doc, {"company_id": company_id}, clock.now())
 
     @rpc(C.SetConsent)
+    @on_conflict()
     def set_consent(self, req: C.SetConsent):
         channel = req.channel
-        for _ in range(MAX_RETRIES):
-            doc = self.store.get_live_doc(req.contact_id)
-            current = (doc.get("consents") or {}).get(channel) or domain.empty_consent()
-            if current.get("granted") is req.granted:
-                return contact_view(doc)  # no change, no event
-            now = clock.now()
-            consent = {"granted": req.granted, "source": req.source, "at": now}
-            history = domain.consent_history_after(doc.get("consent_history"), {"channel": channel, **consent})
-            after = {**doc, "consents": {**(doc.get("consents") or {}), channel: consent},
-                     "version": doc["version"] + 1, "updated_at": now}
-            staged = self.outbox.announce(ConsentChanged(
-                contact_id=doc["_id"], channel=channel, granted=req.granted, source=req.source, at=now,
-                display_name=doc.get("display_name")))
-            sets = {f"consents.{channel}": consent, "consent_history": history}
-            if self.store.update_contact(doc["_id"], doc["version"], sets, staged, now):
-                self._publish(doc["_id"], staged)
-                return contact_view(after)
-        raise self.store.version_conflict(req.contact_id, "the one read")
+        doc = self.store.get_live_doc(req.contact_id)
+        current = (doc.get("consents") or {}).get(channel) or domain.empty_consent()
+        if current.get("granted") is req.granted:
+            return contact_view(doc)  # no change, no event
+        now = clock.now()
+        consent = {"granted": req.granted, "source": req.source, "at": now}
+        history = domain.consent_history_after(doc.get("consent_history"), {"channel": channel, **consent})
+        after = {**doc, "consents": {**(doc.get("consents") or {}), channel: consent},
+                 "version": doc["version"] + 1, "updated_at": now}
+        staged = self.outbox.announce(ConsentChanged(
+            contact_id=doc["_id"], channel=channel, granted=req.granted, source=req.source, at=now,
+            display_name=doc.get("display_name")))
+        self.store.update_contact(doc["_id"], doc["version"], {f"consents.{channel}": consent,
+                                                               "consent_history": history}, staged, now)
+        self._publish(doc["_id"], staged)
+        return contact_view(after)
 
     @rpc(C.GetConsentHistory)
     def get_consent_history(self, req: C.GetConsentHistory):
@@ -164,23 +164,20 @@ class ContactsService(CrmService):
         return {"contacts": [contact_view(d) for d in page], "next_page_token": token}
 
     @rpc(C.EraseContact)
+    @on_conflict()
     def erase_contact(self, req: C.EraseContact):
-        for _ in range(MAX_RETRIES):
-            doc = self.store.get_doc(req.contact_id)
-            now = clock.now()
-            if doc.get("erased"):
-                # Harmless twice; also finishes an erase interrupted after its first write.
-                self.store.anonymize_entries(doc["_id"], now)
-                self.store.release_all_keys(doc["_id"])
-                return contact_view(doc)
+        doc = self.store.get_doc(req.contact_id)
+        now = clock.now()
+        if not doc.get("erased"):
             sets = domain.anonymized_fields(now)
             staged = self.outbox.announce(ContactErased(contact_id=doc["_id"]))
-            if self.store.update_contact(doc["_id"], doc["version"], sets, staged, now):
-                self.store.anonymize_entries(doc["_id"], now)
-                self.store.release_all_keys(doc["_id"])
-                self._publish(doc["_id"], staged)
-                return contact_view({**doc, **sets, "version": doc["version"] + 1, "updated_at": now})
-        raise self.store.version_conflict(req.contact_id, "the one read")
+            self.store.update_contact(doc["_id"], doc["version"], sets, staged, now)
+            doc = {**doc, **sets, "version": doc["version"] + 1, "updated_at": now}
+            self._publish(doc["_id"], staged)
+        # Also finishes an erase interrupted after its first write; harmless twice.
+        self.store.anonymize_entries(doc["_id"], now)
+        self.store.release_all_keys(doc["_id"])
+        return contact_view(doc)
 
     # ------------------------------------------------------------------ companies
 

@@ -103,10 +103,11 @@ class ContactsStore:
         return True
 
     def update_contact(self, contact_id: str, expected_version: int, sets: dict[str, Any],
-                       staged: list[dict[str, Any]], now: datetime) -> bool:
-        """One version-guarded write of ``sets`` + the staged events; False if stale."""
+                       staged: list[dict[str, Any]], now: datetime) -> None:
+        """One version-guarded write of ``sets`` + the staged events; VersionConflict if stale."""
         update = ev.stage_on_update({"$set": {**sets, "updated_at": now}, "$inc": {"version": 1}}, staged)
-        return update_if(self.contacts, contact_id, {"version": expected_version}, update)
+        if not update_if(self.contacts, contact_id, {"version": expected_version}, update):
+            raise self.version_conflict(contact_id, expected_version)
 
     def version_conflict(self, contact_id: str, expected_version: Any) -> VersionConflict:
         doc = self.get_doc(contact_id)

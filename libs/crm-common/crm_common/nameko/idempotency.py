@@ -11,7 +11,7 @@ key, a *claim* before running the command and the *result* after it:
    wins; a concurrent duplicate waits briefly for the winner's result, then answers
    ABORTED ("still in progress, retry").
 3. Run the command inside :func:`crm_common.ids.replayable`, seeded by the key and the
-   claim's time, so the ids it creates are the same on every attempt; store the
+   first claim's time (``ids_at_ms``), so the ids it creates are the same on every attempt; store the
    result. A typed error (the command was refused) drops the claim, so a corrected
    retry may run.
 
@@ -58,8 +58,9 @@ def once(db: Database, method: str, request: Command, run: Callable[[], Any]) ->
     while True:
         record = records.find_one({"_id": record_id})
         if record is None:
+            now = clock.now()
             claim = {"_id": record_id, "fingerprint": fp, "owner": owner, "state": "pending",
-                     "claimed_at": clock.now()}
+                     "claimed_at": now, "ids_at_ms": int(now.timestamp() * 1000)}
             try:
                 records.insert_one(claim)
                 break
@@ -82,9 +83,8 @@ def once(db: Database, method: str, request: Command, run: Callable[[], Any]) ->
                                   {"idempotency_key": key})
         time.sleep(0.05)
 
-    at_ms = int(claim["claimed_at"].timestamp() * 1000)
     try:
-        with ids.replayable(record_id, at_ms):
+        with ids.replayable(record_id, claim["ids_at_ms"]):
             result = run()
     except BaseException:
         records.delete_one({"_id": record_id, "owner": owner})
