@@ -84,10 +84,13 @@ def evaluate(results: dict) -> list[dict]:
 def render_text(results: dict) -> str:
     m = results["meta"]
     parts = [f"CRM benchmark {m['date']}  nproc={m['nproc']}  load avg {m['loadavg_start']} -> {m['loadavg_end']}"
-             f"  {m['duration_s']} s per run, {m['warmup_s']} s warm-up, load: {m['load_tool']}",
-             text_table(ROW_COLUMNS, [row_cells(r) for r in results["rows"]])]
+             f"  {m['duration_s']} s per run, {m['warmup_s']} s warm-up, load: {m['load_tool']}"]
+    if results["rows"]:
+        parts.append(text_table(ROW_COLUMNS, [row_cells(r) for r in results["rows"]]))
     if results.get("pipeline"):
         parts.append(text_table(PIPE_COLUMNS, [pipe_cells(p) for p in results["pipeline"]]))
+    if results.get("database"):
+        parts.append(text_table(*database_table(results["database"])))
     if results.get("failures"):
         parts.append("\n".join(f"FAILED  {f['group']}: {f['error']}" for f in results["failures"]))
     if results.get("targets"):
@@ -106,11 +109,17 @@ def render_markdown(results: dict) -> str:
              f"in flight: {', '.join(map(str, m['in_flight']))}",
              "- CPU: % of one core over the measured window, busiest processes first",
              f"- documents before the run: {_sizes(m.get('data_before'))}",
-             f"- documents after the run: {_sizes(m.get('data_after'))}", "",
-             md_table(ROW_COLUMNS, [row_cells(r) for r in results["rows"]]), ""]
+             f"- documents after the run: {_sizes(m.get('data_after'))}", ""]
+    if results["rows"]:
+        lines += [md_table(ROW_COLUMNS, [row_cells(r) for r in results["rows"]]), ""]
     if results.get("pipeline"):
         lines += ["Event pipeline (lag = `member_enrolled` heard - create request sent):", "",
                   md_table(PIPE_COLUMNS, [pipe_cells(p) for p in results["pipeline"]]), ""]
+    if results.get("database"):
+        d = results["database"]
+        lines += [f"The database alone ({d['server']}; median ms of each lookup, per collection size):", "",
+                  md_table(*database_table(d)), "",
+                  *(f"- {label}: {value}" for label, value in d.get("concurrency", {}).items()), ""]
     if results.get("failures"):
         lines += ["Failed groups (their rows are missing):", "",
                   *(f"- {f['group']}: `{f['error']}`" for f in results["failures"]), ""]
@@ -118,6 +127,15 @@ def render_markdown(results: dict) -> str:
         lines += ["Targets:", "", *(f"- {'met' if t['met'] else '**missed**'}: {t['target']}: {t['value']}"
                                     for t in results["targets"]), ""]
     return "\n".join(lines)
+
+
+def database_table(d: dict) -> tuple[tuple[str, ...], list[list[str]]]:
+    """The database group: one row per lookup, a median-ms column per collection size."""
+    sizes = list(d["sizes"])
+    labels = [k for k in d["sizes"][sizes[0]] if k != "insert_per_s"] if sizes else []
+    rows = [[label, *(_fmt(d["sizes"][s][label]["median_ms"], 2) for s in sizes)] for label in labels]
+    rows.append(["insert_many, documents/s", *(str(d["sizes"][s]["insert_per_s"]) for s in sizes)])
+    return ("database lookup (median ms)", *(f"{int(s):,} docs" for s in sizes)), rows
 
 
 def _sizes(sizes: dict[str, int] | None) -> str:

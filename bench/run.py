@@ -3,8 +3,12 @@
 Settings (environment, or the options of the same name):
   BENCH_DURATION   seconds per measured run (10)      BENCH_WARMUP  seconds of warm-up (1)
   BENCH_IN_FLIGHT  requests in flight, e.g. "1,32"    BENCH_LOAD    ghz | python | auto (auto)
-  BENCH_PIPELINE_N contacts per pipeline pass (300)   BENCH_ONLY    floor,product,peer,pipeline
+  BENCH_PIPELINE_N contacts per pipeline pass (300)   BENCH_ONLY    floor,product,peer,pipeline,database
   BENCH_OUT        where latest.json/.md go (bench/results)
+
+`--only database` measures the database alone (bench/database.py: lookups at 5,000 and
+50,000 documents in a private throw-away database, concurrency figures) and starts no
+services: it uses MONGODB_URL, or the local FerretDB (scripts/infra.sh up ferretdb).
 """
 from __future__ import annotations
 
@@ -20,12 +24,12 @@ from typing import Callable
 
 import pymongo
 
-from crm_common import config
+from crm_common import config, registry
 
-from . import floors, load, paths, pipeline, procs, report
+from . import database, floors, load, paths, pipeline, procs, report
 from .cpu import find_pid, settle
 
-GROUPS = ("floor", "product", "peer", "pipeline")
+GROUPS = ("floor", "product", "peer", "pipeline", "database")
 PACED_SHARE = 0.7   # the sustainable pass runs at this share of the enrolment rate the first pass reached
 
 
@@ -39,6 +43,7 @@ class Config:
     tool: str = "auto"
     only: tuple[str, ...] = GROUPS
     settle: float = 15.0   # at most this long before each run for the stack to go quiet
+    db_sizes: tuple[int, ...] = database.SIZES   # documents the database group measures at
 
 
 @dataclass
@@ -53,7 +58,7 @@ class Target:
     @classmethod
     def of(cls, stack) -> "Target":
         """From a scripts/stack.py Stack (make up's, or the end-to-end tests' private one)."""
-        services = ("contacts", "loyalty")
+        services = [s.name for s in registry.load().services]
         pids = {name: stack.running_pid(name) for name in ("gateway", *services)}
         pids.update(rabbitmq=find_pid("beam.smp"), ferretdb=find_pid("ferretdb"))
         databases = {s: f"{stack.database_prefix}{s}" if stack.database_prefix else config.database_name(s)
@@ -69,6 +74,13 @@ class Target:
                 for coll in sorted(client[name].list_collection_names()):
                     sizes[f"{service}.{coll}"] = client[name][coll].estimated_document_count()
         return sizes
+
+
+def database_target() -> Target:
+    """For `--only database`: the database alone, no services, broker or gateway."""
+    if not os.environ.get("MONGODB_URL"):
+        subprocess.run([str(procs.ROOT / "scripts" / "infra.sh"), "up", "ferretdb"], check=True)
+    return Target(gateway_addr="", amqp_uri="", mongodb_url=config.mongodb_url())
 
 
 def local_target() -> Target:
@@ -159,6 +171,11 @@ class Run:
         if rate > 0:
             self.pipeline_pass(f"paced at {rate:.0f}/s", n, top, rate)
 
+    def database(self) -> None:
+        self.say("database alone: lookups and guarded writes, concurrency (a private throw-away database)")
+        self.results["database"] = database.run(self.target.mongodb_url, self.say,
+                                                budget_s=max(self.cfg.duration / 2, 0.5), sizes=self.cfg.db_sizes)
+
     def pipeline_pass(self, name: str, n: int, in_flight: int, rate: float | None) -> None:
         waited = self.settle()
         p = pipeline.run(self.target.gateway_addr, self.target.amqp_uri, n, in_flight, rate, self.watched)
@@ -235,7 +252,7 @@ def parse_args(argv: list[str]) -> tuple[Config, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     cfg, out = parse_args(sys.argv[1:] if argv is None else argv)
-    target = local_target()
+    target = database_target() if cfg.only == ("database",) else local_target()
     results = run_all(target, cfg)
     print()
     print(report.render_text(results))

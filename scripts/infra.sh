@@ -20,7 +20,8 @@ VAR="$ROOT/var"
 AMQP_PORT="${CRM_AMQP_PORT:-5682}"
 MONGO_PORT="${CRM_MONGO_PORT:-27217}"
 # The name carries the build recipe's revision: a checkout with an older binary rebuilds.
-FERRETDB_BIN="$ROOT/tools/ferretdb/ferretdb-v1.24.2-idfix"
+# r2: atomic single-document writes and indexed lookups (tools/ferretdb/README.md).
+FERRETDB_BIN="$ROOT/tools/ferretdb/ferretdb-v1.24.2-r2-atomic-indexed"
 
 RABBIT_DIR="${CRM_RABBITMQ_DIR:-$VAR/rabbitmq}"
 case "$RABBIT_DIR" in /*) ;; *) RABBIT_DIR="$ROOT/$RABBIT_DIR" ;; esac
@@ -53,7 +54,7 @@ build_ferretdb() {
   if [ -x "$FERRETDB_BIN" ]; then return; fi
   command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
   command -v go >/dev/null 2>&1 || { log "Go is required to build FerretDB (https://go.dev/dl/)"; exit 1; }
-  log "building FerretDB v1.24.2 with its _id lookup fixed (first time only, ~1 min)"
+  log "building FerretDB v1.24.2 with our fixes: _id index, atomic writes, indexed lookups (first time only, ~1 min)"
   "$ROOT/tools/ferretdb/build.sh" "$FERRETDB_BIN"
 }
 
