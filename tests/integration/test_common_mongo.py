@@ -1,51 +1,46 @@
-"""crm_common.mongo's conditional writes and the outbox bookkeeping on the real database
-(FerretDB locally, or whatever MONGODB_URL points at)."""
+"""The shared outbox helpers against the real database: staging with the state change,
+clearing once, and relaying what a crash left behind."""
 from __future__ import annotations
+
+import uuid
+from datetime import timedelta
 
 import pytest
 
+from crm_common import clock
 from crm_common import events as ev
-from crm_common.mongo import delete_if, update_if
-from support.infra import unique_db
 
 
 @pytest.fixture
 def coll(mongo_client):
-    name = unique_db("mongo")
-    yield mongo_client[name].things
+    name = f"test_outbox_{uuid.uuid4().hex[:8]}"
+    yield mongo_client[name]["things"]
     mongo_client.drop_database(name)
 
 
-def test_update_if_writes_only_when_the_condition_holds(coll):
-    coll.insert_one({"_id": "a", "version": 1, "x": 0})
-    assert not update_if(coll, "a", {"version": 2}, {"$set": {"x": 1}})
-    assert coll.find_one({"_id": "a"})["x"] == 0
-    assert update_if(coll, "a", {"version": 1}, {"$set": {"x": 2}, "$inc": {"version": 1}})
-    assert coll.find_one({"_id": "a"}) == {"_id": "a", "version": 2, "x": 2}
-    assert not update_if(coll, "missing", {"version": 1}, {"$set": {"x": 1}})
-    assert coll.count_documents({}) == 1
-
-
-def test_update_if_upserts_a_missing_document_but_not_a_failing_one(coll):
-    assert update_if(coll, "h", {"version": {"$lte": 3}}, {"$set": {"version": 3}}, upsert=True)
-    assert not update_if(coll, "h", {"version": {"$lte": 2}}, {"$set": {"version": 2}}, upsert=True)
-    assert coll.find_one({"_id": "h"})["version"] == 3
-
-
-def test_delete_if(coll):
-    coll.insert_one({"_id": "k", "owner": "con_1"})
-    assert not delete_if(coll, "k", {"owner": "con_2"})
-    assert delete_if(coll, "k", {"owner": "con_1"})
-    assert coll.count_documents({}) == 0
-
-
-def test_published_events_leave_the_outbox_once(coll):
+def test_published_events_and_other_staged_items_leave_in_one_update_once(coll):
     e1 = ev.envelope("thing_made", source="t", subject="a", data={})
     e2 = ev.envelope("thing_changed", source="t", subject="a", data={})
-    coll.insert_one(ev.stage_on_insert({"_id": "a"}, [e1]))
+    coll.insert_one(ev.stage_on_insert({"_id": "a", "side": {"s1": 1}, "side_n": 1}, [e1]))
     coll.update_one({"_id": "a"}, ev.stage_on_update({"$set": {"y": 1}}, [e2]))
     assert coll.find_one({"_id": "a"})[ev.OUTBOX_COUNT] == 2
-    assert ev.mark_published(coll, "a", e1["event_id"])
-    assert not ev.mark_published(coll, "a", e1["event_id"])  # a second publisher changes nothing
+    published = []
+    ev.publish_staged(coll, "a", [e1], published.append, also={"side": ["s1"]})
+    ev.clear_staged(coll, "a", {ev.OUTBOX: [e1["event_id"]]})   # a second clearer changes nothing
     doc = coll.find_one({"_id": "a"})
+    assert published == [e1]
     assert doc[ev.OUTBOX_COUNT] == 1 and list(doc[ev.OUTBOX]) == [e2["event_id"]]
+    assert doc["side"] == {} and doc["side_n"] == 0
+    # some already cleared by someone else: the rest still goes, counters stay right
+    ev.clear_staged(coll, "a", {ev.OUTBOX: [e1["event_id"], e2["event_id"]]})
+    assert coll.find_one({"_id": "a"})[ev.OUTBOX_COUNT] == 0
+
+
+def test_the_relay_publishes_only_what_was_left_long_enough(coll):
+    old = {**ev.envelope("thing_made", source="t", subject="b", data={}),
+           "occurred_at": clock.to_iso(clock.now() - timedelta(minutes=1))}
+    new = ev.envelope("thing_changed", source="t", subject="b", data={})
+    coll.insert_one(ev.stage_on_insert({"_id": "b"}, [old, new]))
+    published = []
+    assert ev.relay_pending(coll, published.append) == 1
+    assert published == [old] and list(coll.find_one({"_id": "b"})[ev.OUTBOX]) == [new["event_id"]]

@@ -362,3 +362,67 @@ def test_expiry_with_two_replicas_racing_expires_each_lot_once(loyalty, start_se
         wait_for(lambda: events_of(cid, "points_expired"))
     time.sleep(0.3)
     assert all(len(events_of(cid, "points_expired")) == 1 for cid in members)
+
+
+# -- the ledger as the long memory of idempotency ------------------------------------------------
+
+def test_a_purchase_that_earned_for_another_contact_earns_nothing_here(loyalty):
+    cfg, svc, db = loyalty()
+    first, second = new_contact_id(), new_contact_id()
+    for cid in (first, second):
+        svc.enroll(contact_id=cid)
+    earned = svc.earn_points(contact_id=first, source="pos", source_ref="receipt-7", amount=eur(5000))
+    with pytest.raises(CrmError) as exc:
+        svc.earn_points(contact_id=second, source="pos", source_ref="receipt-7", amount=eur(5000))
+    assert type(exc.value).__name__ == "AlreadyExists" and exc.value.details["existing_id"] == earned["entry"]["id"]
+    member = svc.get_member(contact_id=second)
+    assert member["balance"] == 0 and db.ledger.count_documents({"contact_id": second}) == 0
+    doc = db.members.find_one({"_id": second})
+    assert doc["pending_ledger_n"] == 0 and doc["_outbox_n"] == 0   # nothing staged, nothing to publish
+    time.sleep(0.5)
+    assert not events_of(second, "points_earned")
+
+
+def test_a_purchase_older_than_the_members_memory_is_still_earned_once(loyalty):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    svc.enroll(contact_id=cid)
+    first = svc.earn_points(contact_id=cid, source="pos", source_ref="old-1", amount=eur(3000))
+    svc.earn_points(contact_id=cid, source="pos", source_ref="new-1", amount=eur(1000))
+    # the member forgets lots after a year; the ledger does not (simulated: the lot is gone)
+    db.members.update_one({"_id": cid}, {"$set": {
+        "lots": [lot for lot in db.members.find_one({"_id": cid})["lots"] if lot["source_ref"] != "old-1"]}})
+    again = svc.earn_points(contact_id=cid, source="pos", source_ref="old-1", amount=eur(3000))
+    assert again["entry"] == first["entry"]
+    assert svc.get_member(contact_id=cid)["balance"] == 40 and ledger_sum(db, cid) == 40
+    assert db.ledger.count_documents({"contact_id": cid}) == 2
+
+
+def test_entries_a_crash_left_staged_reach_the_ledger_before_their_events_are_relayed(loyalty):
+    from crm_common.events import announce
+    from loyalty import domain
+    from loyalty.events import PointsEarned
+    from loyalty.store import Member
+    from loyalty.views import entry_view
+
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    svc.enroll(contact_id=cid)
+    store = LoyaltyStore(db)
+    before = store.member(cid)
+    now = clock.now()
+    change = domain.earn(before.state, cid, now, domain.Policy(), source="pos", source_ref="crash-1",
+                         amount=domain.Money(amount_minor=7000, currency="EUR"))
+    [entry] = change.entries
+    staged = announce(PointsEarned(contact_id=cid, entry=entry_view(entry), balance=70), source="loyalty",
+                      event_id=derived_id("evt", entry["_id"]))
+    store.write(cid, before, change, [], {entry["_id"]: staged}, now)   # ... and the process dies here
+    assert db.ledger.find_one({"_id": entry["_id"]}) is None
+    wait_for(lambda: db.ledger.find_one({"_id": entry["_id"]}), timeout=20)
+    [ev] = wait_for(lambda: events_of(cid, "points_earned"), timeout=20)
+    assert ev["data"]["entry"]["id"] == entry["_id"]
+    doc = wait_for(lambda: (lambda d: d if d["pending_ledger_n"] == 0 else None)(
+        db.members.find_one({"_id": cid})), timeout=20)
+    assert wait_for(lambda: db.ledger.find_one({"_id": entry["_id"]})["_outbox_n"] == 0, timeout=10)
+    assert doc["balance"] == 70 == ledger_sum(db, cid)
+    assert isinstance(Member.from_doc(doc).state, domain.MemberState)

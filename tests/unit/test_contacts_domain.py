@@ -313,18 +313,23 @@ def test_dedup_keys():
 
 # --------------------------------------------------------------------------- search
 
-def test_search_text_folds_case_digits_and_arabic_letters():
-    c = new(given_name="علي", family_name="Karimi", emails=["Ali@Example.com"], phones=["+98 912 123 4567"])
-    text = search.search_text(c)
-    assert "علی" in text and "karimi" in text and "ali@example.com" in text and "+989121234567" in text
-    for query, hit in [("علي", True), ("علی", True), ("KARIMI", True), ("۹۱۲۱۲۳", True), ("0912 123 4567", True),
-                       ("+98 912", True), ("00989121234567", True), ("a.i", False), ("zzz", False)]:
-        assert bool(re.search(search.search_pattern(query), text)) is hit, query
+def test_a_contact_is_found_by_the_beginning_of_any_of_its_terms():
+    c = new(given_name="علي", family_name="Karimi-Rad", emails=["Ali.K@Example.com"], phones=["+98 912 123 4567"])
+    terms = search.terms(c)
+    assert {"علی", "karimi-rad", "karimi", "rad", "ali.k@example.com", "ali.k", "ali", "example.com",
+            "989121234567", "9121234567", "4567"} <= set(terms)
+    for query, hit in [("علي", True), ("علی", True), ("KARIMI", True), ("kar", True), ("rad", True),
+                       ("karimi rad", True), ("ali karimi", True), ("ali.k@ex", True), ("example", True),
+                       ("۹۱۲۱۲۳", True), ("0912 123 4567", True), ("+98 912", True), ("00989121234567", True),
+                       ("4567", True), ("rimi", False), ("a.i", False), ("zzz", False), ("ali zzz", False)]:
+        assert search.matches(search.query_words(query), terms) is hit, query
 
 
-def test_search_pattern_escapes_and_validates():
-    assert search.search_pattern(".*") == re.escape(".*")
-    assert search.search_pattern("  ") is None and search.search_pattern("") is None
+def test_query_words_are_folded_longest_first_and_become_escaped_anchored_patterns():
+    assert search.query_words("  Sara   AHMADI ") == ["ahmadi", "sara"]
+    assert search.query_words("") == [] and search.query_words("   ") == []
+    assert search.prefix_pattern(".*") == "^" + re.escape(".*")
+    assert re.match(search.prefix_pattern("a+b"), "a+bc") and not re.match(search.prefix_pattern("a+b"), "aab")
     with pytest.raises(InvalidArgument):
         contracts.parse(C.SearchContacts, {"text": {"$ne": 1}})
     with pytest.raises(InvalidArgument):
@@ -376,7 +381,7 @@ def test_anonymized_fields_clear_personal_data_and_keep_business_fields():
         assert a[personal] is None
     assert a["emails"] == [] and a["phones"] == [] and a["custom_fields"] == {}
     assert a["display_name"] == d.ERASED_DISPLAY_NAME and a["erased"] is True
-    assert a["search_text"] == "" and a["dedup_keys"] == []
+    assert a["search_terms"] == [] and a["dedup_keys"] == []
     assert all(c["granted"] is False for c in a["consents"].values())
     for kept in ("tags", "lifecycle_stage", "owner", "company_id"):
         assert kept not in a

@@ -294,3 +294,34 @@ def test_state_round_trips_through_document():
     st = redeem(st, 3, request_id="r").state
     again = d.MemberState.from_doc(st.to_doc())
     assert again == st
+
+
+# -- changes applied together, and taken back ------------------------------------------------
+
+def test_changes_combine_into_one_in_order():
+    st = earn(member(), 900, "a").state                       # 900 points, bronze
+    first = earn(st, 200, "b")                                # -> silver
+    second = redeem(first.state, 50)
+    both = d.combine([first, second])
+    assert both.state is second.state and both.entries == first.entries + second.entries
+    assert both.tier_from == "bronze" and both.tier_changed and not both.is_noop
+    check_consistent(both.state)
+
+
+def test_void_takes_back_an_earn_and_a_redemption_exactly():
+    st = earn(member(), 100, "a").state
+    earned = earn(st, 40, "b")
+    voided = d.void(earned.state, CID, T0, POLICY, earned.entries)
+    assert voided.state.balance == 100 and [lot["lot_id"] for lot in voided.state.lots] == [st.lots[0]["lot_id"]]
+    assert voided.voided and not voided.entries and not voided.is_noop
+    spent = redeem(st, 30, request_id="r1")
+    back = d.void(spent.state, CID, T0, POLICY, spent.entries)
+    assert back.state.balance == 100 and back.state.lots == st.lots and back.state.recent_requests == []
+    check_consistent(back.state)
+
+
+def test_a_collided_change_answers_with_the_entry_that_exists():
+    st = earn(member(), 100, "a").state
+    change = earn(st, 10, "b")
+    answer = d.collided(st, change, change.result_entry_id)
+    assert answer.duplicate_of == change.result_entry_id and answer.state.balance == 100 and answer.is_noop

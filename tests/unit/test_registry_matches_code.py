@@ -68,3 +68,15 @@ def test_docs_are_generated_from_the_declarations():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_docs.py"), "--check"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-500:]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_no_service_strips_an_entrypoint_of_the_base_class(name):
+    """Overriding a decorated method of CrmService (relay_outbox, ping ...) without its
+    decorator silently removes that timer or RPC; services use the hooks instead."""
+    from crm_common.nameko.base import CrmService
+
+    cls = service_class(name)
+    for attr, member in vars(CrmService).items():
+        if getattr(member, "nameko_entrypoints", None):
+            assert getattr(getattr(cls, attr), "nameko_entrypoints", None), f"{name}.{attr} lost its entrypoint"

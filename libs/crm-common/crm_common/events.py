@@ -38,7 +38,6 @@ from pymongo.collection import Collection
 from . import clock
 from .contracts import Model
 from .ids import derived_id, new_id
-from .mongo import update_if
 from .timeline import TIMELINE_FACT, TimelineFact
 
 OUTBOX = "_outbox"
@@ -120,18 +119,34 @@ def stage_on_update(update: dict[str, Any], events: Iterable[dict[str, Any]]) ->
     return update
 
 
-def mark_published(collection: Collection, doc_id: Any, event_id: str) -> bool:
-    """Drop one pending event; conditional, so two relays never double-decrement."""
-    return update_if(collection, doc_id, {f"{OUTBOX}.{event_id}": {"$exists": True}},
-                     {"$unset": {f"{OUTBOX}.{event_id}": ""}, "$inc": {OUTBOX_COUNT: -1}})
+def clear_staged(collection: Collection, doc_id: Any, staged: dict[str, list[str]]) -> None:
+    """Drop items staged in a document once done: ``{map_field: [keys]}`` (the outbox's
+    ``_outbox``, or a service's own map such as loyalty's ``pending_ledger``), each map with
+    its counter ``<map_field>_n``. One update, guarded by the presence of every key, so a
+    relay that dropped some of them concurrently can never make a counter go wrong (then
+    each key is dropped on its own, guarded the same way)."""
+    items = {field: keys for field, keys in staged.items() if keys}
+    if not items:
+        return
+    guard = {f"{field}.{key}": {"$exists": True} for field, keys in items.items() for key in keys}
+    update = {"$unset": {path: "" for path in guard},
+              "$inc": {f"{field}_n": -len(keys) for field, keys in items.items()}}
+    if collection.update_one({"_id": doc_id, **guard}, update).matched_count:
+        return
+    for field, keys in items.items():
+        for key in keys:
+            collection.update_one({"_id": doc_id, f"{field}.{key}": {"$exists": True}},
+                                  {"$unset": {f"{field}.{key}": ""}, "$inc": {f"{field}_n": -1}})
 
 
 def publish_staged(collection: Collection, doc_id: Any, events: Iterable[dict[str, Any]],
-                   publish: Callable[[dict[str, Any]], None]) -> None:
-    """Publish events already stored with their document, then mark them sent."""
+                   publish: Callable[[dict[str, Any]], None], *, also: dict[str, list[str]] | None = None) -> None:
+    """Publish events already stored with their document, then clear them (and ``also``,
+    other staged items the caller has done) in one update."""
+    events = list(events)
     for e in events:
         publish(e)
-        mark_published(collection, doc_id, e["event_id"])
+    clear_staged(collection, doc_id, {OUTBOX: [e["event_id"] for e in events], **(also or {})})
 
 
 def relay_pending(collection: Collection, publish: Callable[[dict[str, Any]], None], *,
@@ -140,12 +155,12 @@ def relay_pending(collection: Collection, publish: Callable[[dict[str, Any]], No
     cutoff = clock.to_iso(clock.now() - older_than)
     count = 0
     for doc in collection.find({OUTBOX_COUNT: {"$gt": 0}}, {OUTBOX: 1}).limit(limit):
-        pending = sorted((doc.get(OUTBOX) or {}).values(), key=lambda e: e["occurred_at"])
-        for e in pending:
-            if e["occurred_at"] <= cutoff:
-                publish(e)
-                mark_published(collection, doc["_id"], e["event_id"])
-                count += 1
+        due = sorted((e for e in (doc.get(OUTBOX) or {}).values() if e["occurred_at"] <= cutoff),
+                     key=lambda e: e["occurred_at"])
+        for e in due:
+            publish(e)
+        clear_staged(collection, doc["_id"], {OUTBOX: [e["event_id"] for e in due]})
+        count += len(due)
     return count
 
 

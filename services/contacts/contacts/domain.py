@@ -161,7 +161,7 @@ def changed_fields(current: dict[str, Any], changes: ContactIn, names: list[str]
 
 def search_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """What the store keeps beside the contact for search and dedup."""
-    return {"search_text": search.search_text(fields), "dedup_keys": dedup_keys(fields)}
+    return {"search_terms": search.terms(fields), "dedup_keys": dedup_keys(fields)}
 
 
 # --------------------------------------------------------------------------- dedup keys
@@ -222,5 +222,5 @@ def anonymized_fields(at: datetime) -> dict[str, Any]:
         "emails": [], "phones": [], "birthday": None, "gender": None, "locale": None,
         "address": None, "custom_fields": {},
         "consents": {ch: {"granted": False, "source": "erasure", "at": at} for ch in CONSENT_CHANNELS},
-        "search_text": "", "dedup_keys": [], "erased": True, "erased_at": at,
+        "search_terms": [], "dedup_keys": [], "erased": True, "erased_at": at,
     }

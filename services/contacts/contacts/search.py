@@ -1,51 +1,82 @@
-"""Contact search: what is stored to search by, and the safe pattern a query becomes.
+"""Contact search by prefix: the terms a contact is found by, and what a query asks.
 
 Names, emails and phones are folded (NFKC, case-folded, Persian/Arabic digits to ASCII,
-Arabic letter variants to their Persian forms) into ``search_text``; a query is folded
-the same way and escaped, so it can never be a regex or an operator.
+Arabic letter variants to their Persian forms) and cut into *terms*; a query is folded
+the same way into words. A contact matches when every query word is the beginning of
+one of its terms. The store keeps one small document per (contact, term) with an index
+on the term, so a query is an index range over ``^word``, never a scan, and no client
+text ever becomes a pattern: words are escaped before they are anchored.
+
+Terms of a contact:
+* every word of its names (split on spaces and on ``-._'`` too, and kept whole);
+* each email whole, its local part and domain, and the words of both;
+* each phone's digits without ``+``, and every shorter ending of them down to 4 digits,
+  so a number typed without its country code or trunk 0 (``0912 123 4567``) finds
+  ``+989121234567``.
 """
 from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
+from typing import Any, Iterable
 
 from crm_common.contact_points import DIGITS, PHONE_NOISE, fold_digits
 
 # Arabic letter variants folded to their Persian forms for search (ي→ی, ك→ک, ى→ی, ة→ه).
 _SEARCH_FOLD = {**DIGITS, 0x064A: "\u06cc", 0x0649: "\u06cc", 0x0643: "\u06a9", 0x0629: "\u0647",
                 0x200C: " ", 0x0640: ""}  # ZWNJ -> space, tatweel removed
+_SPLIT = re.compile(r"[-._'@+]+")
+MIN_PHONE_ENDING = 4
+TERM_MAX = 100
+QUERY_WORDS_MAX = 8
 
 
-def fold_for_search(text: str) -> str:
+def fold(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_SEARCH_FOLD).casefold()
     return " ".join(text.split())
 
 
-def search_text(fields: dict[str, Any]) -> str:
-    parts = [fields.get("display_name") or "", fields.get("given_name") or "",
-             fields.get("family_name") or ""]
-    parts += [e["address"] for e in fields.get("emails") or []]
-    parts += [p["number"] for p in fields.get("phones") or []]
-    return fold_for_search("\n".join(x for x in parts if x))
+def _words(text: str) -> set[str]:
+    out = set()
+    for word in fold(text).split():
+        out.add(word)
+        out.update(part for part in _SPLIT.split(word) if part)
+    return out
 
 
-def search_pattern(text: str) -> str | None:
-    """A safe regex (escaped) for the query text; None for an empty query. A phone-like
-    query (digits and phone punctuation only) also matches on its bare digits, with a
-    leading 00 or national 0 dropped, so ``0912 123-4567`` finds ``+989121234567``."""
-    folded = fold_for_search(text or "")
-    if not folded:
-        return None
-    alternatives = [re.escape(folded)]
-    compact = "".join(ch for ch in fold_digits(text) if ch not in PHONE_NOISE)
+def terms(fields: dict[str, Any]) -> list[str]:
+    """The sorted, distinct terms a contact is found by."""
+    out: set[str] = set()
+    for name in ("display_name", "given_name", "family_name"):
+        out |= _words(fields.get(name) or "")
+    for email in fields.get("emails") or ():
+        address = fold(email["address"])
+        local, _, domain = address.partition("@")
+        out |= {address, local, domain} | _words(local) | _words(domain)
+    for phone in fields.get("phones") or ():
+        digits = phone["number"].lstrip("+")
+        out |= {digits[i:] for i in range(0, max(1, len(digits) - MIN_PHONE_ENDING + 1))}
+    return sorted(t[:TERM_MAX] for t in out if t)
+
+
+def query_words(text: str) -> list[str]:
+    """What a query asks for: its folded words, or the bare digits of a phone-like query
+    (a leading +, 00 or national 0 dropped). Longest first: the most selective word
+    drives the index lookup."""
+    compact = "".join(ch for ch in fold_digits(unicodedata.normalize("NFKC", text)) if ch not in PHONE_NOISE)
     if re.fullmatch(r"\+?[0-9]{3,}", compact):
-        if compact.startswith("+"):
-            digits = compact[1:]
-        elif compact.startswith("00"):
-            digits = compact[2:]
-        else:
-            digits = compact[1:] if compact.startswith("0") else compact
-        if digits and digits != folded:
-            alternatives.append(re.escape(digits))
-    return "|".join(alternatives)
+        digits = compact[1:] if compact.startswith("+") else compact[2:] if compact.startswith("00") \
+            else compact[1:] if compact.startswith("0") else compact
+        return [digits] if digits else []
+    words = sorted({w[:TERM_MAX] for w in fold(text).split()}, key=lambda w: (-len(w), w))
+    return words[:QUERY_WORDS_MAX]
+
+
+def matches(words: Iterable[str], contact_terms: Iterable[str]) -> bool:
+    contact_terms = list(contact_terms)
+    return all(any(t.startswith(w) for t in contact_terms) for w in words)
+
+
+def prefix_pattern(word: str) -> str:
+    """The anchored, escaped pattern of one word: what the store asks the index for."""
+    return "^" + re.escape(word)

@@ -26,7 +26,7 @@ from crm_common.timeline import TimelineFact
 from . import contracts as C
 from . import domain, search
 from .events import ConsentChanged, ContactCreated, ContactErased, ContactUpdated
-from .store import CONTACTS, ContactsStore
+from .store import CONTACTS, TERMS_STAGED, ContactsStore
 from .views import company_view, contact_view, entry_view
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,11 @@ class ContactsService(CrmService):
         value = str(self.config.get("CONTACTS_DEFAULT_COUNTRY_CODE") or "").strip().lstrip("+")
         return {"default_country_code": value if value.isdigit() else None}
 
-    def _publish(self, contact_id: str, staged: list) -> None:
-        self.outbox.publish(self.store.contacts, contact_id, staged)
+    def _publish(self, contact_id: str, staged: list, *, terms_of: int | None = None) -> None:
+        """Publish what a write staged; ``terms_of``: that write (of this version) also
+        staged a change of the term index, done by now."""
+        also = {TERMS_STAGED: [str(terms_of)]} if terms_of else None
+        self.outbox.publish(self.store.contacts, contact_id, staged, also=also)
 
     def _check_company(self, company_id) -> None:
         if company_id and not self.store.company_exists(company_id):
@@ -76,7 +79,8 @@ class ContactsService(CrmService):
             raise
         if not inserted:  # the same create, replayed under its idempotency key
             return contact_view(self.store.get_doc(contact_id))
-        self._publish(contact_id, staged)
+        self.store.sync_terms(contact_id, (), extra["search_terms"])
+        self._publish(contact_id, staged, terms_of=1)
         return view
 
     @rpc(C.GetContact)
@@ -112,7 +116,8 @@ class ContactsService(CrmService):
             self.store.release_keys(claimed, contact_id)
             raise
         self.store.release_keys([k for k in old_keys if k not in keys], contact_id)
-        self._publish(contact_id, staged)
+        self.store.sync_terms(contact_id, doc.get("search_terms") or (), sets["search_terms"])
+        self._publish(contact_id, staged, terms_of=doc["version"] + 1)
         return view
 
     @rpc(C.LinkContactToCompany)
@@ -158,7 +163,7 @@ class ContactsService(CrmService):
     @rpc(C.SearchContacts)
     def search_contacts(self, req: C.SearchContacts):
         cursor = paging.decode(req.page_token, id=str)
-        docs = self.store.search(pattern=search.search_pattern(req.text), tag=req.tag, stage=req.lifecycle_stage,
+        docs = self.store.search(words=search.query_words(req.text), tag=req.tag, stage=req.lifecycle_stage,
                                  owner=req.owner, after_id=cursor and cursor["id"], limit=req.size + 1)
         page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
         return {"contacts": [contact_view(d) for d in page], "next_page_token": token}
@@ -172,8 +177,9 @@ class ContactsService(CrmService):
             sets = domain.anonymized_fields(now)
             staged = self.outbox.announce(ContactErased(contact_id=doc["_id"]))
             self.store.update_contact(doc["_id"], doc["version"], sets, staged, now)
+            self.store.sync_terms(doc["_id"], doc.get("search_terms") or (), ())
             doc = {**doc, **sets, "version": doc["version"] + 1, "updated_at": now}
-            self._publish(doc["_id"], staged)
+            self._publish(doc["_id"], staged, terms_of=doc["version"])
         # Also finishes an erase interrupted after its first write; harmless twice.
         self.store.anonymize_entries(doc["_id"], now)
         self.store.release_all_keys(doc["_id"])
@@ -230,7 +236,11 @@ class ContactsService(CrmService):
         if self.store.is_erased(fact.contact_id):  # write, then check: a racing erasure wins
             self.store.anonymize_entries(fact.contact_id, clock.now())
 
-    # ------------------------------------------------------------------ gauges
+    # ------------------------------------------------------------------ timers
+
+    def before_relay(self):
+        """The term index of contacts whose write crashed before it is repaired first."""
+        self.store.terms_leftovers()
 
     @timer(interval=GAUGE_INTERVAL_SECONDS, eager=True)
     def update_gauges(self):

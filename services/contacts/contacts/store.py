@@ -3,8 +3,13 @@
 Collections:
 
 * ``contacts``   one document per contact (``_id`` = ``con_<ULID>``, so ``_id``
-  descending = newest first); carries ``search_text`` (folded names/emails/phones),
-  ``dedup_keys`` (the claims it holds), ``consent_history`` (bounded) and the outbox.
+  descending = newest first); carries ``search_terms`` (contacts.search), ``dedup_keys``
+  (the claims it holds), ``consent_history`` (bounded) and the outbox.
+* ``search_terms`` one document per (contact, term), ``_id`` = ``<contact_id>|<term>``,
+  indexed on ``term``: a search is an index range over ``^word``. The contact's own
+  ``search_terms`` are the truth; this collection is kept in step after each write that
+  changes them (staged in that write as ``_terms.<version>``, so a crash in between is
+  repaired by the relay timer), and every hit is checked against the contact.
 * ``contact_keys`` dedup claims: ``_id`` is the unique key (``email:sara@example.com``,
   ``phone:+98912...``), ``contact_id`` the holder, ``claimed_at``.
 * ``companies``  ``cmp_<ULID>``.
@@ -12,8 +17,9 @@ Collections:
   other services publish (``_id`` derived from the fact's event id, so a redelivery
   adds nothing).
 
-Uniqueness without transactions (FerretDB has none) and without multikey unique
-indexes — the claim protocol:
+Uniqueness without transactions (FerretDB has none) and without unique indexes per array
+element (FerretDB's unique index covers a whole array; MongoDB's multikey one would do,
+but the code is one for both) — the claim protocol:
 
 1. *create*: claim every key (insert ``{_id: key, contact_id: new_id}``), then insert
    the contact (with ``dedup_keys`` and the staged ``contact_created`` event).
@@ -32,20 +38,19 @@ the holder, so a late release never removes somebody else's claim.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from crm_common import clock
 from crm_common import events as ev
 from crm_common.errors import AlreadyExists, FailedPrecondition, NotFound, VersionConflict
 from crm_common.ids import new_id
-from crm_common.mongo import delete_if, update_if
 
-from . import domain
+from . import domain, search
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,10 @@ CONTACTS = "contacts"
 KEYS = "contact_keys"
 COMPANIES = "companies"
 TIMELINE = "timeline"
+TERMS = "search_terms"
+TERMS_STAGED = "_terms"          # {<contact version>: true} while search_terms lags the contact
+SEARCH_BATCH = 200
+MIGRATIONS = "migrations"        # one document per data migration done
 
 class ContactsStore:
     def __init__(self, db: Database):
@@ -61,18 +70,42 @@ class ContactsStore:
         self.keys = db[KEYS]
         self.companies = db[COMPANIES]
         self.timeline = db[TIMELINE]
+        self.terms = db[TERMS]
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
-        """Every index of the service. Dedup needs none: claims are keyed by ``_id``."""
-        db[CONTACTS].create_index([("erased", ASCENDING), ("_id", DESCENDING)], name="erased_id")
+        """Every index of the service; each one's first key is what a query filters on
+        (our FerretDB build uses an index for its first key only). Dedup needs none:
+        claims are keyed by ``_id``."""
         db[CONTACTS].create_index("lifecycle_stage", name="lifecycle_stage")
         db[CONTACTS].create_index("owner", name="owner")
         db[CONTACTS].create_index("tags", name="tags")
         db[CONTACTS].create_index(ev.OUTBOX_COUNT, name="outbox_pending")
+        db[CONTACTS].create_index(f"{TERMS_STAGED}_n", name="terms_pending")
+        db[TERMS].create_index("term", name="term")
+        db[TERMS].create_index("contact_id", name="contact_id")
         db[KEYS].create_index("contact_id", name="contact_id")
         db[TIMELINE].create_index([("contact_id", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)],
                                   name="contact_time")
+        cls(db).backfill_terms()
+
+    def backfill_terms(self) -> int:
+        """Contacts stored before the term index existed get their terms: once per
+        database (a scan, at start; harmless on several replicas at once)."""
+        if self.db[MIGRATIONS].find_one({"_id": "search_terms"}):
+            return 0
+        n = 0
+        for doc in self.contacts.find({"search_terms": {"$exists": False}, "erased": False}):
+            terms = search.terms(doc)
+            self.contacts.update_one({"_id": doc["_id"], "search_terms": {"$exists": False}},
+                                     {"$set": {"search_terms": terms}, "$unset": {"search_text": ""}})
+            self.sync_terms(doc["_id"], (), terms)
+            n += 1
+        if n:
+            log.info("indexed the search terms of %d contacts stored before the term index", n)
+        self.db[MIGRATIONS].update_one({"_id": "search_terms"}, {"$set": {"at": clock.now(), "contacts": n}},
+                                       upsert=True)
+        return n
 
     # ------------------------------------------------------------------ contacts
 
@@ -93,6 +126,7 @@ class ContactsStore:
     def insert_contact(self, doc: dict[str, Any], staged: list[dict[str, Any]]) -> bool:
         """False when a contact with this ``_id`` exists already: a create replayed under
         its idempotency key (crm_common.ids.replayable) after it was stored once."""
+        doc = {**doc, TERMS_STAGED: {str(doc["version"]): True}, f"{TERMS_STAGED}_n": 1}
         try:
             self.contacts.insert_one(ev.stage_on_insert(doc, staged))
         except DuplicateKeyError as exc:
@@ -104,9 +138,14 @@ class ContactsStore:
 
     def update_contact(self, contact_id: str, expected_version: int, sets: dict[str, Any],
                        staged: list[dict[str, Any]], now: datetime) -> None:
-        """One version-guarded write of ``sets`` + the staged events; VersionConflict if stale."""
-        update = ev.stage_on_update({"$set": {**sets, "updated_at": now}, "$inc": {"version": 1}}, staged)
-        if not update_if(self.contacts, contact_id, {"version": expected_version}, update):
+        """One version-guarded write of ``sets`` + the staged events; VersionConflict if stale.
+        A change of ``search_terms`` is staged too (see the module docstring)."""
+        sets, incs = {**sets, "updated_at": now}, {"version": 1}
+        if "search_terms" in sets:
+            sets[f"{TERMS_STAGED}.{expected_version + 1}"] = True
+            incs[f"{TERMS_STAGED}_n"] = 1
+        update = ev.stage_on_update({"$set": sets, "$inc": incs}, staged)
+        if self.contacts.update_one({"_id": contact_id, "version": expected_version}, update).matched_count != 1:
             raise self.version_conflict(contact_id, expected_version)
 
     def version_conflict(self, contact_id: str, expected_version: Any) -> VersionConflict:
@@ -116,21 +155,62 @@ class ContactsStore:
             "reload it and apply your change again",
             {"contact_id": contact_id, "current_version": doc["version"]})
 
-    def search(self, *, pattern: str | None, tag: str | None, stage: str | None, owner: str | None,
+    def search(self, *, words: list[str], tag: str | None, stage: str | None, owner: str | None,
                after_id: str | None, limit: int) -> list[dict[str, Any]]:
-        clauses: list[dict[str, Any]] = [{"erased": False}]
-        if pattern:
-            clauses.append({"search_text": {"$regex": pattern}})
+        """Live contacts matching every filter, newest first, at most ``limit``. With
+        ``words``, the candidates come from the term index (the longest word's prefix
+        range) and each is checked against the contact itself."""
+        query: dict[str, Any] = {"erased": False, "_id": {"$lt": after_id} if after_id else {"$gt": ""}}
         if tag:
-            clauses.append({"tags": tag})
+            query["tags"] = tag
         if stage:
-            clauses.append({"lifecycle_stage": stage})
+            query["lifecycle_stage"] = stage
         if owner:
-            clauses.append({"owner": owner})
-        if after_id:
-            clauses.append({"_id": {"$lt": after_id}})
-        query = clauses[0] if len(clauses) == 1 else {"$and": clauses}
-        return list(self.contacts.find(query, {"consent_history": 0}).sort("_id", DESCENDING).limit(limit))
+            query["owner"] = owner
+        fields = {"consent_history": 0}
+        if not words:  # paged by _id on its index (our FerretDB build sorts it there too)
+            return list(self.contacts.find(query, fields).sort("_id", DESCENDING).limit(limit))
+        ids = sorted({d["contact_id"] for d in self.terms.find({"term": {"$regex": search.prefix_pattern(words[0])}},
+                                                                {"contact_id": 1})
+                      if not after_id or d["contact_id"] < after_id}, reverse=True)
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), SEARCH_BATCH):
+            batch = {**query, "_id": {"$in": ids[start:start + SEARCH_BATCH]}}
+            for doc in self.contacts.find(batch, fields).sort("_id", DESCENDING):
+                if search.matches(words, doc.get("search_terms") or ()):
+                    found.append(doc)
+                    if len(found) == limit:
+                        return found
+        return found
+
+    # ------------------------------------------------------------------ the term index
+
+    def sync_terms(self, contact_id: str, old: Iterable[str], new: Iterable[str]) -> None:
+        """Bring ``search_terms`` in step with the contact's terms (idempotent)."""
+        old, new = set(old), set(new)
+        if new - old:
+            try:
+                self.terms.insert_many([{"_id": f"{contact_id}|{t}", "term": t, "contact_id": contact_id}
+                                        for t in sorted(new - old)], ordered=False)
+            except BulkWriteError as exc:   # already there (a repair, a replay): fine
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+        if old - new:
+            self.terms.delete_many({"_id": {"$in": [f"{contact_id}|{t}" for t in sorted(old - new)]}})
+
+    def terms_leftovers(self, older_than: timedelta = timedelta(seconds=5), limit: int = 200):
+        """Contacts whose term index a crashed write left behind, and repair them."""
+        cutoff = clock.now() - older_than
+        repaired = 0
+        for doc in self.contacts.find({f"{TERMS_STAGED}_n": {"$gt": 0}},
+                                      {"search_terms": 1, TERMS_STAGED: 1, "updated_at": 1}).limit(limit):
+            if doc["updated_at"] > cutoff:
+                continue
+            indexed = [d["term"] for d in self.terms.find({"contact_id": doc["_id"]}, {"term": 1})]
+            self.sync_terms(doc["_id"], indexed, doc.get("search_terms") or [])
+            ev.clear_staged(self.contacts, doc["_id"], {TERMS_STAGED: list(doc.get(TERMS_STAGED) or {})})
+            repaired += 1
+        return repaired
 
     def count_by_stage(self) -> dict[str, int]:
         rows = self.contacts.aggregate([
@@ -173,8 +253,8 @@ class ContactsStore:
                     f"{domain.describe_key(key)} already belongs to contact {holder}",
                     {"existing_id": holder, "field": key.partition(':')[0] + "s", "key": key})
             # stale: a crash left it behind; take it over unless someone else just did
-            if update_if(self.keys, key, {"contact_id": holder},
-                         {"$set": {"contact_id": contact_id, "claimed_at": now}}):
+            if self.keys.update_one({"_id": key, "contact_id": holder},
+                                    {"$set": {"contact_id": contact_id, "claimed_at": now}}).matched_count:
                 log.warning("took over stale dedup claim %s from %s for %s", key, holder, contact_id)
                 return True
         raise AlreadyExists(f"{domain.describe_key(key)} is being claimed concurrently; retry",
@@ -188,7 +268,7 @@ class ContactsStore:
 
     def release_keys(self, keys: Iterable[str], contact_id: str) -> None:
         for key in keys:
-            delete_if(self.keys, key, {"contact_id": contact_id})
+            self.keys.delete_one({"_id": key, "contact_id": contact_id})
 
     def release_all_keys(self, contact_id: str) -> int:
         """Release every claim held by ``contact_id`` (erase: it keeps none)."""

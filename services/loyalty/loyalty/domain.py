@@ -131,6 +131,7 @@ class Change:
     enrolled: bool = False
     result_entry_id: str | None = None    # the entry the caller asked for (earn/redeem)
     duplicate_of: str | None = None       # set when the request was already applied
+    voided: bool = False                  # takes back entries the ledger refused (void)
 
     @property
     def tier_changed(self) -> bool:
@@ -142,7 +143,7 @@ class Change:
 
     @property
     def is_noop(self) -> bool:
-        return not (self.entries or self.enrolled or self.tier_changed or self.status_changed)
+        return not (self.entries or self.enrolled or self.tier_changed or self.status_changed or self.voided)
 
 
 def _entry(state: MemberState, contact_id: str, entry_id: str, kind: str, points: int, now: datetime,
@@ -268,6 +269,48 @@ def set_consent(state: MemberState, granted: bool, at: datetime | None) -> Chang
     change.state.status = ACTIVE if granted else OPTED_OUT
     if at is not None:
         change.state.consent_at = at
+    return change
+
+
+def combine(changes: list[Change]) -> Change:
+    """Changes applied one after the other, as one: the last state, every entry, and
+    what moved from before the first (tier, status) to after the last."""
+    first, last = changes[0], changes[-1]
+    return Change(state=last.state, tier_from=first.tier_from, status_from=first.status_from,
+                  entries=[e for c in changes for e in c.entries], enrolled=any(c.enrolled for c in changes),
+                  voided=any(c.voided for c in changes))
+
+
+def collided(state: MemberState, change: Change, entry_id: str) -> Change:
+    """What a request answers when its write was undone because ``entry_id`` was in the
+    ledger already: nothing changed, the answer is the entry that exists."""
+    return Change(state=state.copy(), tier_from=state.tier, duplicate_of=entry_id,
+                  result_entry_id=change.result_entry_id)
+
+
+def void(state: MemberState, contact_id: str, now: datetime, policy: Policy,
+         entries: list[dict[str, Any]]) -> Change:
+    """Take back ``entries`` that reached the member's state but never the ledger (their
+    id was taken there already): an earn's lot goes (with what is left of it), a
+    redemption's points return to the lots it took them from. Adds no ledger entry: the
+    ledger never had these."""
+    change = Change(state=state.copy(), tier_from=state.tier, status_from=state.status)
+    st = change.state
+    for entry in entries:
+        if entry["kind"] == "earn":
+            lot = next((lot for lot in st.lots if lot["lot_id"] == entry["_id"]), None)
+            if lot is not None:
+                st.balance -= lot["remaining"]
+                st.lots.remove(lot)
+        elif entry["kind"] == "redeem":
+            for used in entry.get("lots") or ():
+                lot = next((lot for lot in st.lots if lot["lot_id"] == used["lot_id"]), None)
+                if lot is not None:
+                    lot["remaining"] += used["points"]
+                    st.balance += used["points"]
+            st.recent_requests = [r for r in st.recent_requests if r["entry_id"] != entry["_id"]]
+    st.tier = tier_for(points_earned_12m(st.lots, now))
+    change.voided = True
     return change
 
 

@@ -17,13 +17,13 @@ def entry_view(entry: dict[str, Any]) -> dict[str, Any]:
             "occurred_at": clock.to_iso(entry["occurred_at"])}
 
 
-def member_view(contact_id: str, version: int, state: domain.MemberState, profile: dict[str, Any] | None,
-                now: datetime) -> dict[str, Any]:
-    profile = profile or {}
+def member_view(member, now: datetime) -> dict[str, Any]:
+    """A member (loyalty.store.Member) as the wire form."""
+    state = member.state
     expiry = domain.next_expiry(state)
-    return {"contact_id": contact_id, "member_id": state.member_id, "status": state.status,
+    return {"contact_id": member.contact_id, "member_id": state.member_id, "status": state.status,
             "tier": state.tier, "balance": state.balance,
             "points_earned_12m": domain.points_earned_12m(state.lots, now),
-            "enrolled_at": clock.to_iso(state.enrolled_at), "display_name": profile.get("display_name"),
-            "version": version, "erased": bool(profile.get("erased")),
+            "enrolled_at": clock.to_iso(state.enrolled_at), "display_name": member.display_name,
+            "version": member.version, "erased": member.erased,
             "next_expiry": {"points": expiry["points"], "at": clock.to_iso(expiry["at"])} if expiry else None}

@@ -103,9 +103,14 @@ class CrmService:
     def replay_parked_events(self, limit=100):
         return {"replayed": replay_parked(self, limit)}
 
+    def before_relay(self) -> None:
+        """Finish other work a crash left staged, before its events are relayed (a
+        service's own repairs: loyalty's ledger entries, contacts' term index)."""
+
     @timer(interval=RELAY_INTERVAL_SECONDS)
     def relay_outbox(self):
         # Safe with several replicas: a doubly relayed event is deduplicated by consumers.
+        self.before_relay()
         for name in self.OUTBOX_COLLECTIONS:
             self.outbox.relay(self.store.db[name])
         # Refreshed here too, so the gauge (and its alert) survives a restart.

@@ -39,7 +39,10 @@ RETRY_DELAYS = (0.2, 1.0)
 HANDLED_RETENTION_DAYS = 30
 
 
-def handles(source_service: str, event_type: str):
+def handles(source_service: str, event_type: str, *, keyed_by_event: bool = False):
+    """``keyed_by_event``: the handler's only write is keyed by the event id (an insert
+    whose ``_id`` derives from it), so a redelivery is a no-op by construction and the
+    handled-event marker (a read and a write per delivery) is skipped."""
     def decorator(fn):
         @functools.wraps(fn)
         def wrapper(self, envelope):
@@ -52,7 +55,7 @@ def handles(source_service: str, event_type: str):
                 metrics.EVENTS_HANDLED.labels(service, event_type, "malformed").inc()
                 return
             key = f"{consumer}:{event_id}"
-            if db[HANDLED].find_one({"_id": key}, {"_id": 1}):
+            if not keyed_by_event and db[HANDLED].find_one({"_id": key}, {"_id": 1}):
                 metrics.EVENTS_HANDLED.labels(service, event_type, "duplicate").inc()
                 return
             for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
@@ -68,10 +71,11 @@ def handles(source_service: str, event_type: str):
                     log.warning("%s failed on %s (attempt %d): %s", consumer, event_id, attempt, exc)
                     metrics.EVENTS_HANDLED.labels(service, event_type, "retried").inc()
                     time.sleep(delay)
-            try:
-                db[HANDLED].insert_one({"_id": key, "event_type": event_type, "handled_at": clock.now()})
-            except DuplicateKeyError:
-                pass  # a replica handled a redelivery concurrently; both were idempotent
+            if not keyed_by_event:
+                try:
+                    db[HANDLED].insert_one({"_id": key, "event_type": event_type, "handled_at": clock.now()})
+                except DuplicateKeyError:
+                    pass  # a replica handled a redelivery concurrently; both were idempotent
             metrics.EVENTS_HANDLED.labels(service, event_type, "ok").inc()
 
         wrapper.handles_event = (source_service, event_type)
@@ -81,8 +85,9 @@ def handles(source_service: str, event_type: str):
     return decorator
 
 
-#: ``@handles_timeline``: the handler of every service's timeline facts (crm_common.timeline).
-handles_timeline = handles(TIMELINE, TIMELINE_FACT)
+#: ``@handles_timeline``: the handler of every service's timeline facts (crm_common.timeline);
+#: storing a fact is an insert keyed by the fact's event id.
+handles_timeline = handles(TIMELINE, TIMELINE_FACT, keyed_by_event=True)
 
 
 def _park(db, key, consumer, method, envelope, exc, attempts) -> None:

@@ -39,13 +39,18 @@ class Outbox:
             self._dispatch(envelope["type"], envelope)
         metrics.EVENTS_PUBLISHED.labels(self.source, envelope["type"]).inc()
 
-    def publish(self, collection: Collection, doc_id: Any, staged: list[dict[str, Any]]) -> None:
-        """Call after the write that staged ``staged`` on document ``doc_id`` succeeded."""
+    def publish(self, collection: Collection, doc_id: Any, staged: list[dict[str, Any]], *,
+                also: dict[str, list[str]] | None = None) -> None:
+        """Call after the write that staged ``staged`` on document ``doc_id`` succeeded;
+        ``also`` names other staged items of that document the caller has done
+        (crm_common.events.clear_staged), cleared in the same update."""
         try:
-            events.publish_staged(collection, doc_id, staged, self._publish)
+            events.publish_staged(collection, doc_id, staged, self._publish, also=also)
         except BROKER_ERRORS as exc:
             log.warning("%d event(s) of %s left in the outbox for the relay, broker unreachable (%s)",
                         len(staged), doc_id, exc)
+            if also:
+                events.clear_staged(collection, doc_id, also)
 
     def relay(self, collection: Collection, older_than: timedelta = timedelta(seconds=5)) -> int:
         relayed = 0
