@@ -7,6 +7,7 @@ from pathlib import Path
 
 READ_TARGET, WRITE_TARGET, P99_TARGET_MS = 0.80, 0.60, 50.0
 LAG_TARGET_MS, LAG_RATE_TARGET, PEER_TARGET = 250.0, 500.0, 1.5
+RACE_TARGET_S = 5.0   # issue 9: 1,000 racing redemptions of 300 points at 64 in flight
 FULL_HOP = "full hop (gateway -> service echo)"
 
 
@@ -71,6 +72,17 @@ def evaluate(results: dict) -> list[dict]:
                     "value": f"{p['lag_p99_ms']:.0f} ms at {p['create_rps']:.0f} created/s, "
                              f"{p['enroll_rps']:.0f} enrolled/s",
                     "met": fast_enough and p["lag_p99_ms"] < LAG_TARGET_MS and p["errors"] == 0})
+    race = results.get("race")
+    if race:
+        exact = race["ok"] == race["points"] and race["refused"] == race["requests"] - race["points"] \
+            and race["balance"] == 0 == race["ledger_sum"] and race["other"] == 0
+        out.append({"target": f"{race['requests']} racing redemptions of {race['points']} points at "
+                              f"{race['in_flight']} in flight: exactly {race['points']} succeed, balance 0, "
+                              f"ledger sums to it",
+                    "value": f"{race['ok']} succeeded, {race['refused']} refused, {race['other']} other, "
+                             f"balance {race['balance']}, ledger {race['ledger_sum']}", "met": exact})
+        out.append({"target": f"... in under {RACE_TARGET_S:.0f} s", "value": f"{race['seconds']:.2f} s",
+                    "met": race["seconds"] < RACE_TARGET_S})
     for r in (r for r in rows if r["group"] == "peer" and r["in_flight"] == top):
         ratio = r.get("gateway_over_peer")
         out.append({"target": f"get contact through the gateway >= {PEER_TARGET}x ClusterRpcProxy at {top} in flight",
@@ -89,6 +101,8 @@ def render_text(results: dict) -> str:
         parts.append(text_table(ROW_COLUMNS, [row_cells(r) for r in results["rows"]]))
     if results.get("pipeline"):
         parts.append(text_table(PIPE_COLUMNS, [pipe_cells(p) for p in results["pipeline"]]))
+    if results.get("race"):
+        parts.append(text_table(*race_table(results)))
     if results.get("database"):
         parts.append(text_table(*database_table(results["database"])))
     if results.get("failures"):
@@ -115,6 +129,8 @@ def render_markdown(results: dict) -> str:
     if results.get("pipeline"):
         lines += ["Event pipeline (lag = `member_enrolled` heard - create request sent):", "",
                   md_table(PIPE_COLUMNS, [pipe_cells(p) for p in results["pipeline"]]), ""]
+    if results.get("race"):
+        lines += ["Contention on one member (racing redemptions):", "", md_table(*race_table(results)), ""]
     if results.get("database"):
         d = results["database"]
         lines += [f"The database alone ({d['server']}; median ms of each lookup, per collection size):", "",
@@ -127,6 +143,17 @@ def render_markdown(results: dict) -> str:
         lines += ["Targets:", "", *(f"- {'met' if t['met'] else '**missed**'}: {t['target']}: {t['value']}"
                                     for t in results["targets"]), ""]
     return "\n".join(lines)
+
+
+def race_table(results: dict) -> tuple[tuple[str, ...], list[list[str]]]:
+    r = results["race"]
+    floor = next((x["rps"] for x in results["rows"] if x["scenario"] == FULL_HOP and x["in_flight"] >= r["in_flight"]
+                  // 2), None)
+    as_floor = f"{r['seconds'] * floor / r['requests']:.1f}x" if floor else "-"
+    return (("requests", "in flight", "seconds", "x the full hop's time for as many", "succeeded", "refused", "other",
+             "balance", "ledger sum", "CPU % of a core (top)"),
+            [[str(r["requests"]), str(r["in_flight"]), f"{r['seconds']:.2f}", as_floor, str(r["ok"]), str(r["refused"]),
+              str(r["other"]), str(r["balance"]), str(r["ledger_sum"]), top_cpu(r["cpu"])]])
 
 
 def database_table(d: dict) -> tuple[tuple[str, ...], list[list[str]]]:

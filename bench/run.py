@@ -3,7 +3,7 @@
 Settings (environment, or the options of the same name):
   BENCH_DURATION   seconds per measured run (10)      BENCH_WARMUP  seconds of warm-up (1)
   BENCH_IN_FLIGHT  requests in flight, e.g. "1,32"    BENCH_LOAD    ghz | python | auto (auto)
-  BENCH_PIPELINE_N contacts per pipeline pass (300)   BENCH_ONLY    floor,product,peer,pipeline,database
+  BENCH_PIPELINE_N contacts per pipeline pass (300)   BENCH_ONLY    floor,product,race,peer,pipeline,database
   BENCH_OUT        where latest.json/.md go (bench/results)
 
 `--only database` measures the database alone (bench/database.py: lookups at 5,000 and
@@ -26,10 +26,10 @@ import pymongo
 
 from crm_common import config, registry
 
-from . import database, floors, load, paths, pipeline, procs, report
+from . import database, floors, load, paths, pipeline, procs, race, report
 from .cpu import find_pid, settle
 
-GROUPS = ("floor", "product", "peer", "pipeline", "database")
+GROUPS = ("floor", "product", "race", "peer", "pipeline", "database")
 PACED_SHARE = 0.7   # the sustainable pass runs at this share of the enrolment rate the first pass reached
 
 
@@ -154,6 +154,16 @@ class Run:
         self.say("product paths through the gateway")
         for path in paths.paths(self.target.gateway_addr, seed):
             self.grpc(path.name, "product", path.call, self.watched, kind=path.kind)
+
+    def race(self) -> None:
+        self.say(f"contention: {race.REQUESTS} racing 1-point redemptions of {race.POINTS} points, "
+                 f"{race.IN_FLIGHT} in flight")
+        waited = self.settle()
+        r = race.run(self.target.gateway_addr, self.target.mongodb_url, self.target.databases.get("loyalty", ""),
+                     self.watched, self.tool)
+        self.results["race"] = {**r, **waited}
+        self.say(f"  {r['seconds']:.2f} s: {r['ok']} succeeded, {r['refused']} refused, {r['other']} other; "
+                 f"balance {r['balance']}, ledger sum {r['ledger_sum']}  [{report.top_cpu(r['cpu'])}]")
 
     def peer(self) -> None:
         seed = self.seeded()

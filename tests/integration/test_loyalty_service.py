@@ -14,6 +14,7 @@ import pytest
 from support.waiting import wait_for
 from nameko.events import SERVICE_POOL, event_handler
 from prometheus_client import REGISTRY
+from pymongo import monitoring
 
 from crm_common import clock
 from crm_common.errors import CrmError, FailedPrecondition, InvalidArgument, NotFound
@@ -426,3 +427,36 @@ def test_entries_a_crash_left_staged_reach_the_ledger_before_their_events_are_re
     assert wait_for(lambda: db.ledger.find_one({"_id": entry["_id"]})["_outbox_n"] == 0, timeout=10)
     assert doc["balance"] == 70 == ledger_sum(db, cid)
     assert isinstance(Member.from_doc(doc).state, domain.MemberState)
+
+
+class _Commands(monitoring.CommandListener):
+    """Every database command the process sends, to count what one request costs."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, str, str]] = []
+
+    def started(self, event):
+        self.seen.append((event.database_name, event.command_name, repr(event.command)))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+COMMANDS = _Commands()
+monitoring.register(COMMANDS)   # clients made after this (the services') report to it
+
+
+def test_an_earn_is_four_database_commands(loyalty):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    svc.enroll(contact_id=cid)
+    svc.earn_points(contact_id=cid, source="pos", source_ref="warm", amount=eur(1000))
+    COMMANDS.seen.clear()
+    result = svc.earn_points(contact_id=cid, source="pos", source_ref="counted", amount=eur(2500))
+    mine = [(name, cmd) for database, name, cmd in COMMANDS.seen
+            if database == cfg["MONGODB_DATABASE"] and (cid in cmd or result["entry"]["id"] in cmd)]
+    assert [name for name, _ in mine] == ["find", "update", "insert", "update"], mine
+    assert result["member"]["balance"] == 35

@@ -139,6 +139,13 @@ def clear_staged(collection: Collection, doc_id: Any, staged: dict[str, list[str
                                   {"$unset": {f"{field}.{key}": ""}, "$inc": {f"{field}_n": -1}})
 
 
+def clear_outboxes(collection: Collection, doc_ids: list[Any]) -> None:
+    """Empty the outboxes of documents whose pending events were all just published (a
+    relay publishing them again meanwhile only repeats them: consumers deduplicate)."""
+    collection.update_many({"_id": {"$in": doc_ids}, OUTBOX_COUNT: {"$gt": 0}},
+                           {"$set": {OUTBOX: {}, OUTBOX_COUNT: 0}})
+
+
 def publish_staged(collection: Collection, doc_id: Any, events: Iterable[dict[str, Any]],
                    publish: Callable[[dict[str, Any]], None], *, also: dict[str, list[str]] | None = None) -> None:
     """Publish events already stored with their document, then clear them (and ``also``,
