@@ -25,7 +25,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 def find_pid(comm: str) -> int | None:
     """The oldest process whose command name starts with ``comm`` (e.g. "beam.smp",
-    "ferretdb": the binary is ferretdb-v1.24.2-r2-atomic-indexed, and the kernel keeps 15 characters)."""
+    "ferretdb": the binary is ferretdb-v1.24.2-r<n>, and the kernel keeps 15 characters)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

@@ -316,8 +316,9 @@ def test_dedup_keys():
 def test_a_contact_is_found_by_the_beginning_of_any_of_its_terms():
     c = new(given_name="علي", family_name="Karimi-Rad", emails=["Ali.K@Example.com"], phones=["+98 912 123 4567"])
     terms = search.terms(c)
-    assert {"علی", "karimi-rad", "karimi", "rad", "ali.k@example.com", "ali.k", "ali", "example.com",
+    assert {"علی", "karimi-rad", "rad", "ali.k@example.com", "example.com",
             "989121234567", "9121234567", "4567"} <= set(terms)
+    assert not {"karimi", "ali", "ali.k", "example"} & set(terms)   # each begins a longer term: redundant
     for query, hit in [("علي", True), ("علی", True), ("KARIMI", True), ("kar", True), ("rad", True),
                        ("karimi rad", True), ("ali karimi", True), ("ali.k@ex", True), ("example", True),
                        ("۹۱۲۱۲۳", True), ("0912 123 4567", True), ("+98 912", True), ("00989121234567", True),

@@ -9,6 +9,8 @@ import (
 	"flag"
 	"log"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only with -pprof-addr: where the database's CPU goes
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,7 +22,12 @@ func main() {
 	listen := flag.String("listen-addr", "127.0.0.1:27217", "TCP address to listen on")
 	sqliteURL := flag.String("sqlite-url", "file:var/ferretdb/", "SQLite directory URL (must end with /)")
 	level := flag.String("log-level", "warn", "log level: debug, info, warn, error")
+	pprofAddr := flag.String("pprof-addr", "", "serve Go's profiler on this address (e.g. 127.0.0.1:6060); empty = off")
 	flag.Parse()
+
+	if *pprofAddr != "" {
+		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {

@@ -45,7 +45,8 @@ def _words(text: str) -> set[str]:
 
 
 def terms(fields: dict[str, Any]) -> list[str]:
-    """The sorted, distinct terms a contact is found by."""
+    """The sorted, distinct terms a contact is found by; a term that begins another one
+    is left out (whatever begins it begins the longer one too)."""
     out: set[str] = set()
     for name in ("display_name", "given_name", "family_name"):
         out |= _words(fields.get(name) or "")
@@ -56,7 +57,9 @@ def terms(fields: dict[str, Any]) -> list[str]:
     for phone in fields.get("phones") or ():
         digits = phone["number"].lstrip("+")
         out |= {digits[i:] for i in range(0, max(1, len(digits) - MIN_PHONE_ENDING + 1))}
-    return sorted(t[:TERM_MAX] for t in out if t)
+    ordered = sorted({t[:TERM_MAX] for t in out if t})
+    # sorted, a term that begins another is directly followed by one it begins
+    return [t for i, t in enumerate(ordered) if i + 1 == len(ordered) or not ordered[i + 1].startswith(t)]
 
 
 def query_words(text: str) -> list[str]:

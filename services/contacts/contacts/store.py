@@ -60,7 +60,6 @@ COMPANIES = "companies"
 TIMELINE = "timeline"
 TERMS = "search_terms"
 TERMS_STAGED = "_terms"          # {<contact version>: true} while search_terms lags the contact
-SEARCH_BATCH = 200
 MIGRATIONS = "migrations"        # one document per data migration done
 
 class ContactsStore:
@@ -82,8 +81,7 @@ class ContactsStore:
         db[CONTACTS].create_index("tags", name="tags")
         db[CONTACTS].create_index(ev.OUTBOX_COUNT, name="outbox_pending")
         db[CONTACTS].create_index(f"{TERMS_STAGED}_n", name="terms_pending")
-        db[TERMS].create_index("term", name="term")
-        db[TERMS].create_index("contact_id", name="contact_id")
+        db[TERMS].create_index("term", name="term")      # a contact's own terms: an _id range
         db[KEYS].create_index("contact_id", name="contact_id")
         db[TIMELINE].create_index([("contact_id", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)],
                                   name="contact_time")
@@ -173,15 +171,18 @@ class ContactsStore:
         ids = sorted({d["contact_id"] for d in self.terms.find({"term": {"$regex": search.prefix_pattern(words[0])}},
                                                                 {"contact_id": 1})
                       if not after_id or d["contact_id"] < after_id}, reverse=True)
+        # Newest candidates first, as many at a time as the page still needs: each costs a
+        # lookup by _id (sorted here: asking the database to sort an $in makes it walk the
+        # _id index in order instead of looking the ids up).
         found: list[dict[str, Any]] = []
-        for start in range(0, len(ids), SEARCH_BATCH):
-            batch = {**query, "_id": {"$in": ids[start:start + SEARCH_BATCH]}}
-            for doc in self.contacts.find(batch, fields).sort("_id", DESCENDING):
-                if search.matches(words, doc.get("search_terms") or ()):
-                    found.append(doc)
-                    if len(found) == limit:
-                        return found
-        return found
+        start = 0
+        while start < len(ids) and len(found) < limit:
+            batch = ids[start:start + max(limit - len(found), 1)]
+            start += len(batch)
+            docs = self.contacts.find({**query, "_id": {"$in": batch}}, fields)
+            found += [d for d in sorted(docs, key=lambda d: d["_id"], reverse=True)
+                      if search.matches(words, d.get("search_terms") or ())]
+        return found[:limit]
 
     # ------------------------------------------------------------------ the term index
 
@@ -206,7 +207,7 @@ class ContactsStore:
                                       {"search_terms": 1, TERMS_STAGED: 1, "updated_at": 1}).limit(limit):
             if doc["updated_at"] > cutoff:
                 continue
-            indexed = [d["term"] for d in self.terms.find({"contact_id": doc["_id"]}, {"term": 1})]
+            indexed = [d["term"] for d in self.terms.find(_terms_of(doc["_id"]), {"term": 1})]
             self.sync_terms(doc["_id"], indexed, doc.get("search_terms") or [])
             ev.clear_staged(self.contacts, doc["_id"], {TERMS_STAGED: list(doc.get(TERMS_STAGED) or {})})
             repaired += 1
@@ -325,3 +326,8 @@ class ContactsStore:
     def is_erased(self, contact_id: str) -> bool:
         doc = self.contacts.find_one({"_id": contact_id}, {"erased": 1})
         return bool(doc and doc.get("erased"))
+
+
+def _terms_of(contact_id: str) -> dict[str, Any]:
+    """The filter of a contact's term documents (``<contact_id>|<term>``): an ``_id`` range."""
+    return {"_id": {"$gte": f"{contact_id}|", "$lt": f"{contact_id}|\uffff"}}

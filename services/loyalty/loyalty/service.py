@@ -189,7 +189,10 @@ class LoyaltyService(CrmService):
         POINTS_OUTSTANDING.set(sum(row.get("points", 0) for row in stats.values()))
 
     # -- events from contacts ---------------------------------------------------------------
-    @handles(CONTACTS, "contact_created")
+    # Each is idempotent by construction, so no handled-event markers: the profile keeps
+    # the newest contact version, a consent decision applies only if newer than the last
+    # one, enrolling an enrolled member and erasing an erased one change nothing.
+    @handles(CONTACTS, "contact_created", idempotent=True)
     def on_contact_created(self, event):
         contact = event["data"]["contact"]
         contact_id = _contact_id(contact["id"])
@@ -201,13 +204,13 @@ class LoyaltyService(CrmService):
                     and not self.store.is_erased(contact_id):
                 self._enroll(contact_id, consent_at=at)
 
-    @handles(CONTACTS, "contact_updated")
+    @handles(CONTACTS, "contact_updated", idempotent=True)
     def on_contact_updated(self, event):
         contact = event["data"]["contact"]
         _contact_id(contact["id"])
         self.store.save_contact(contact)
 
-    @handles(CONTACTS, "consent_changed")
+    @handles(CONTACTS, "consent_changed", idempotent=True)
     def on_consent_changed(self, event):
         data = event["data"]
         if data.get("channel") != "loyalty":
@@ -224,6 +227,6 @@ class LoyaltyService(CrmService):
             self._writes().apply(contact_id, lambda member: domain.set_consent(member.state, False, at)
                          if member is not None else None)  # never enrolled: nothing to do
 
-    @handles(CONTACTS, "contact_erased")
+    @handles(CONTACTS, "contact_erased", idempotent=True)
     def on_contact_erased(self, event):
         self.store.erase(_contact_id(event["data"]["contact_id"]))

@@ -128,7 +128,7 @@ class MemberWrites:
         turn.queue[:] = [q for q in turn.queue if not q.finished and q not in {a for a, _ in applied}]
         if not applied:
             return
-        at, forget = time.monotonic(), turn.done
+        at, forget = time.monotonic(), self.locks.take_carried(contact_id)
         combined = domain.combine([c for _, c in applied])
         member_events, entry_events = self._events(contact_id, combined, (before.version if before else 0) + 1)
         try:
@@ -136,16 +136,17 @@ class MemberWrites:
                                      forget=forget)
         except VersionConflict:
             turn.last = None
+            self.locks.carry(contact_id, forget)
             turn.queue[:0] = [q for q, _ in applied]   # served again, from a fresh read
             raise
-        turn.done = []
         turn.last = (after, at)
         written = Written(combined, after, member_events, entry_events, before=before)
         collided = {e["_id"] for e in self.store.materialize(contact_id, combined.entries, entry_events)}
         if collided:
             self._take_back(contact_id, turn, written, collided)
         self._publish(contact_id, written, skip=collided)
-        turn.done += [e["_id"] for e in combined.entries if e["_id"] not in collided]
+        # in the ledger now: the member's next write here drops their staged copies
+        self.locks.carry(contact_id, [e["_id"] for e in combined.entries if e["_id"] not in collided])
         for i, (q, change) in enumerate(applied):
             ids = {e["_id"] for e in change.entries}
             if ids & collided:

@@ -39,10 +39,11 @@ RETRY_DELAYS = (0.2, 1.0)
 HANDLED_RETENTION_DAYS = 30
 
 
-def handles(source_service: str, event_type: str, *, keyed_by_event: bool = False):
-    """``keyed_by_event``: the handler's only write is keyed by the event id (an insert
-    whose ``_id`` derives from it), so a redelivery is a no-op by construction and the
-    handled-event marker (a read and a write per delivery) is skipped."""
+def handles(source_service: str, event_type: str, *, idempotent: bool = False):
+    """``idempotent``: the handler is harmless to run again by construction (its write is
+    keyed by the event id, or ordered by a version or a time it compares), so the
+    handled-event marker, a read and a write per delivery, is skipped. Say why where
+    you set it."""
     def decorator(fn):
         @functools.wraps(fn)
         def wrapper(self, envelope):
@@ -55,7 +56,7 @@ def handles(source_service: str, event_type: str, *, keyed_by_event: bool = Fals
                 metrics.EVENTS_HANDLED.labels(service, event_type, "malformed").inc()
                 return
             key = f"{consumer}:{event_id}"
-            if not keyed_by_event and db[HANDLED].find_one({"_id": key}, {"_id": 1}):
+            if not idempotent and db[HANDLED].find_one({"_id": key}, {"_id": 1}):
                 metrics.EVENTS_HANDLED.labels(service, event_type, "duplicate").inc()
                 return
             for attempt, delay in enumerate((*RETRY_DELAYS, None), start=1):
@@ -71,7 +72,7 @@ def handles(source_service: str, event_type: str, *, keyed_by_event: bool = Fals
                     log.warning("%s failed on %s (attempt %d): %s", consumer, event_id, attempt, exc)
                     metrics.EVENTS_HANDLED.labels(service, event_type, "retried").inc()
                     time.sleep(delay)
-            if not keyed_by_event:
+            if not idempotent:
                 try:
                     db[HANDLED].insert_one({"_id": key, "event_type": event_type, "handled_at": clock.now()})
                 except DuplicateKeyError:
@@ -87,7 +88,7 @@ def handles(source_service: str, event_type: str, *, keyed_by_event: bool = Fals
 
 #: ``@handles_timeline``: the handler of every service's timeline facts (crm_common.timeline);
 #: storing a fact is an insert keyed by the fact's event id.
-handles_timeline = handles(TIMELINE, TIMELINE_FACT, keyed_by_event=True)
+handles_timeline = handles(TIMELINE, TIMELINE_FACT, idempotent=True)
 
 
 def _park(db, key, consumer, method, envelope, exc, attempts) -> None:

@@ -17,6 +17,7 @@ request done when its turn comes has nothing left to do under the lock.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -27,9 +28,25 @@ class KeyLocks(DependencyProvider):
     """Injects itself: ``with self.locks.hold(key):`` is held by one worker of this process
     at a time; ``self.locks.busy(key)`` tells whether somebody holds or waits for it."""
 
+    CARRIED_KEYS = 10_000
+
     def setup(self) -> None:
         self._turns: dict[str, Turn] = {}
         self._guard = threading.Lock()          # green under eventlet's monkey patching
+        self._carried: OrderedDict[str, list] = OrderedDict()
+
+    def carry(self, key: str, items: list) -> None:
+        """Leave work for this process's next writer of ``key`` to finish in its own
+        write (bounded: the oldest keys are dropped; whatever is dropped must be safe to
+        leave to a timer)."""
+        if items:
+            self._carried.setdefault(key, []).extend(items)
+            self._carried.move_to_end(key)
+            while len(self._carried) > self.CARRIED_KEYS:
+                self._carried.popitem(last=False)
+
+    def take_carried(self, key: str) -> list:
+        return self._carried.pop(key, [])
 
     @contextmanager
     def hold(self, key: str, request: object = None) -> Iterator["Turn"]:
@@ -60,11 +77,10 @@ class KeyLocks(DependencyProvider):
 class Turn:
     """What the holders of one key share while any of them holds or waits for it."""
 
-    __slots__ = ("lock", "users", "last", "done", "queue")
+    __slots__ = ("lock", "users", "last", "queue")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.users = 0
         self.last = None   # what the previous holder read or wrote, for the next one to start from
-        self.done = []     # work of earlier holders the next one may finish in its own write
         self.queue = []    # requests waiting for the key, in arrival order
