@@ -73,14 +73,22 @@ def fallback_display_name(fields: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- fields
 
-def _emails(contact: ContactIn, v: Violations, prefix: str) -> list[dict[str, Any]]:
+def _listed_once(items, key: str, path: str, v: Violations) -> list[dict[str, Any]]:
+    """``items`` (emails, phones) as stored dicts, each ``key`` value once: a repeat is a
+    violation at its own path (``emails[1].address``)."""
     out, seen = [], set()
-    for i, e in enumerate(contact.emails or ()):
-        if e.address in seen:
-            v.add(f"{prefix}emails[{i}].address", f"{e.address} is listed twice")
+    for i, item in enumerate(items or ()):
+        value = getattr(item, key)
+        if value in seen:
+            v.add(f"{path}[{i}].{key}", f"{value} is listed twice")
             continue
-        seen.add(e.address)
-        out.append({"address": e.address, "label": e.label or "other", "primary": e.primary})
+        seen.add(value)
+        out.append({**item.model_dump(), "label": item.label or "other"})
+    return out
+
+
+def _emails(contact: ContactIn, v: Violations, prefix: str) -> list[dict[str, Any]]:
+    out = _listed_once(contact.emails, "address", f"{prefix}emails", v)
     primaries = sum(e["primary"] for e in out)
     if primaries > 1:
         v.add(f"{prefix}emails", "only one email can be primary")
@@ -89,22 +97,11 @@ def _emails(contact: ContactIn, v: Violations, prefix: str) -> list[dict[str, An
     return out
 
 
-def _phones(contact: ContactIn, v: Violations, prefix: str) -> list[dict[str, Any]]:
-    out, seen = [], set()
-    for i, p in enumerate(contact.phones or ()):
-        if p.number in seen:
-            v.add(f"{prefix}phones[{i}].number", f"{p.number} is listed twice")
-            continue
-        seen.add(p.number)
-        out.append({"number": p.number, "label": p.label or "other"})
-    return out
-
-
 def _stored_value(contact: ContactIn, name: str, v: Violations, prefix: str) -> Any:
     if name == "emails":
         return _emails(contact, v, prefix)
     if name == "phones":
-        return _phones(contact, v, prefix)
+        return _listed_once(contact.phones, "number", f"{prefix}phones", v)
     value = getattr(contact, name)
     if name == "address":
         return None if value is None or value.is_empty() else value.model_dump()

@@ -173,6 +173,7 @@ class ContactsService(CrmService):
     def erase_contact(self, req: C.EraseContact):
         doc = self.store.get_doc(req.contact_id)
         now = clock.now()
+        self.store.mark_erased(doc["_id"], now)   # first: facts stored from now on are blanked
         if not doc.get("erased"):
             sets = domain.anonymized_fields(now)
             staged = self.outbox.announce(ContactErased(contact_id=doc["_id"]))

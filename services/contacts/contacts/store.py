@@ -13,6 +13,8 @@ Collections:
 * ``contact_keys`` dedup claims: ``_id`` is the unique key (``email:sara@example.com``,
   ``phone:+98912...``), ``contact_id`` the holder, ``claimed_at``.
 * ``companies``  ``cmp_<ULID>``.
+* ``erased_contacts`` a tombstone per erased contact, written before the erasure (the
+  timeline handler checks it after storing a fact: a fact racing an erasure is blanked).
 * ``timeline``   entries: manual interactions (``tle_<ULID>``) and the timeline facts
   other services publish (``_id`` derived from the fact's event id, so a redelivery
   adds nothing).
@@ -59,6 +61,7 @@ KEYS = "contact_keys"
 COMPANIES = "companies"
 TIMELINE = "timeline"
 TERMS = "search_terms"
+ERASED = "erased_contacts"       # tombstones: {_id: contact_id}, written before the erasure itself
 TERMS_STAGED = "_terms"          # {<contact version>: true} while search_terms lags the contact
 MIGRATIONS = "migrations"        # one document per data migration done
 
@@ -86,6 +89,19 @@ class ContactsStore:
         db[TIMELINE].create_index([("contact_id", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)],
                                   name="contact_time")
         cls(db).backfill_terms()
+        cls(db).backfill_tombstones()
+
+    def backfill_tombstones(self) -> int:
+        """Contacts erased before tombstones existed get theirs (once per database)."""
+        if self.db[MIGRATIONS].find_one({"_id": "erased_tombstones"}):
+            return 0
+        n = 0
+        for doc in self.contacts.find({"erased": True}, {"erased_at": 1}):
+            self.mark_erased(doc["_id"], doc.get("erased_at") or clock.now())
+            n += 1
+        self.db[MIGRATIONS].update_one({"_id": "erased_tombstones"}, {"$set": {"at": clock.now(), "contacts": n}},
+                                       upsert=True)
+        return n
 
     def backfill_terms(self) -> int:
         """Contacts stored before the term index existed get their terms: once per
@@ -323,9 +339,16 @@ class ContactsStore:
             {"$set": {"summary": domain.ERASED_SUMMARY, "data": {}, "updated_at": now}})
         return result.modified_count
 
+    def mark_erased(self, contact_id: str, now: datetime) -> None:
+        """The tombstone an erasure writes first: what the timeline handler checks (a miss
+        on this small collection is cheaper than reading the contact)."""
+        try:
+            self.db[ERASED].insert_one({"_id": contact_id, "erased_at": now})
+        except DuplicateKeyError:
+            pass
+
     def is_erased(self, contact_id: str) -> bool:
-        doc = self.contacts.find_one({"_id": contact_id}, {"erased": 1})
-        return bool(doc and doc.get("erased"))
+        return self.db[ERASED].find_one({"_id": contact_id}, {"_id": 1}) is not None
 
 
 def _terms_of(contact_id: str) -> dict[str, Any]:
