@@ -14,9 +14,8 @@ spends points that are already past their expiry.
 """
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any
@@ -106,7 +105,7 @@ class MemberState:
     def to_doc(self) -> dict[str, Any]:
         return {"member_id": self.member_id, "enrolled_at": self.enrolled_at, "status": self.status,
                 "consent_at": self.consent_at, "balance": self.balance, "tier": self.tier,
-                "lots": copy.deepcopy(self.lots), "recent_requests": list(self.recent_requests),
+                "lots": _copy_lots(self.lots), "recent_requests": list(self.recent_requests),
                 "ledger_seq": self.ledger_seq}
 
     @classmethod
@@ -114,12 +113,18 @@ class MemberState:
         return cls(member_id=doc["member_id"], enrolled_at=doc["enrolled_at"],
                    status=doc.get("status", ACTIVE), consent_at=doc.get("consent_at"),
                    balance=doc.get("balance", 0), tier=doc.get("tier", "bronze"),
-                   lots=copy.deepcopy(doc.get("lots") or []),
+                   lots=_copy_lots(doc.get("lots") or []),
                    recent_requests=list(doc.get("recent_requests") or []),
                    ledger_seq=doc.get("ledger_seq", 0))
 
     def copy(self) -> "MemberState":
-        return MemberState.from_doc(self.to_doc())
+        return replace(self, lots=_copy_lots(self.lots), recent_requests=list(self.recent_requests))
+
+
+def _copy_lots(lots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A lot is flat (strings, numbers, datetimes), so copying each dict copies it deeply;
+    copy.deepcopy took a third of the service's CPU for members with many lots."""
+    return [dict(lot) for lot in lots]
 
 
 @dataclass
