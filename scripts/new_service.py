@@ -121,8 +121,8 @@ class NoteCreated(Event):
     created_at: Timestamp
 
     def timeline(self) -> TimelineFact:
-        return TimelineFact(contact_id=self.contact_id, kind=self.type, occurred_at=self.created_at,
-                            summary=self.text[:200], reference=Reference(type="note", id=self.note_id))
+        return self.fact(occurred_at=self.created_at, summary=self.text[:200],
+                         reference=Reference(type="note", id=self.note_id))
 '''
 
 DOMAIN = '''"""Rules of the {name} service as plain functions (no I/O; ``now`` is passed in)."""

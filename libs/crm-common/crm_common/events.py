@@ -10,7 +10,8 @@ Declaring an event (in the producer's ``events.py``, once)::
         entry: LedgerEntry
         balance: int
 
-        def timeline(self) -> TimelineFact: ...  # optional: what the contact's timeline shows
+        def timeline(self) -> TimelineFact:      # optional: what the contact's timeline shows
+            return self.fact(occurred_at=..., summary=...)
 
 Payload changes are additive (new optional fields); ``version`` counts them. Consumers
 read ``envelope["data"]`` tolerantly (they ignore what they do not know) and subscribe
@@ -58,6 +59,12 @@ class Event(Model):
     def timeline(self) -> TimelineFact | None:
         """What the contact's timeline shows for this fact; None for nothing."""
         return None
+
+    def fact(self, **fields: Any) -> TimelineFact:
+        """A timeline fact of this event's own kind about its ``contact_id`` (pass
+        ``contact_id`` when the payload names its contact otherwise)."""
+        fields.setdefault("contact_id", getattr(self, "contact_id", None))
+        return TimelineFact(kind=self.type, **fields)
 
 
 def declared_events(module) -> dict[str, type[Event]]:

@@ -51,9 +51,8 @@ class ConsentChanged(Event):
 
     def timeline(self) -> TimelineFact:
         verb = "gave" if self.granted else "withdrew"
-        return TimelineFact(contact_id=self.contact_id, kind="consent_changed", occurred_at=self.at,
-                            summary=f"{verb.capitalize()} consent to {self.channel} ({self.source})",
-                            data={"channel": self.channel, "granted": self.granted, "source": self.source})
+        return self.fact(occurred_at=self.at, summary=f"{verb.capitalize()} consent to {self.channel} ({self.source})",
+                         data={"channel": self.channel, "granted": self.granted, "source": self.source})
 
 
 class ContactErased(Event):

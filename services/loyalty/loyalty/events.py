@@ -31,9 +31,8 @@ class MemberEnrolled(Event):
     enrolled_at: Timestamp
 
     def timeline(self) -> TimelineFact:
-        return TimelineFact(contact_id=self.contact_id, kind=self.type, occurred_at=self.enrolled_at,
-                            summary=f"Enrolled in the loyalty club ({self.tier})",
-                            reference=Reference(type="member", id=self.member_id), data={"tier": self.tier})
+        return self.fact(occurred_at=self.enrolled_at, summary=f"Enrolled in the loyalty club ({self.tier})",
+                         reference=Reference(type="member", id=self.member_id), data={"tier": self.tier})
 
 
 class _EntryEvent(Event):
@@ -42,9 +41,9 @@ class _EntryEvent(Event):
     balance: int                # the member's balance right after this entry
 
     def _fact(self, summary: str) -> TimelineFact:
-        return TimelineFact(contact_id=self.contact_id, kind=self.type, occurred_at=self.entry["occurred_at"],
-                            summary=summary, reference=Reference(type="ledger_entry", id=self.entry["id"]),
-                            data={"points": self.entry["points"], "balance": self.balance})
+        return self.fact(occurred_at=self.entry["occurred_at"], summary=summary,
+                         reference=Reference(type="ledger_entry", id=self.entry["id"]),
+                         data={"points": self.entry["points"], "balance": self.balance})
 
 
 class PointsEarned(_EntryEvent):
@@ -89,10 +88,9 @@ class TierChanged(Event):
     changed_at: Timestamp
 
     def timeline(self) -> TimelineFact:
-        return TimelineFact(contact_id=self.contact_id, kind=self.type, occurred_at=self.changed_at,
-                            summary=f"Tier changed: {self.from_tier} → {self.to_tier}",
-                            data={"from_tier": self.from_tier, "to_tier": self.to_tier,
-                                  "points_earned_12m": self.points_earned_12m})
+        return self.fact(occurred_at=self.changed_at, summary=f"Tier changed: {self.from_tier} → {self.to_tier}",
+                         data={"from_tier": self.from_tier, "to_tier": self.to_tier,
+                               "points_earned_12m": self.points_earned_12m})
 
 
 ENTRY_EVENTS: dict[str, type[_EntryEvent]] = {"earn": PointsEarned, "redeem": PointsRedeemed,
