@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 
 .PHONY: help install deps infra-install proto up down status demo test test-unit test-integration test-e2e k8s-check \
-        k8s-generate new-service docs images run-gateway grpcurl bench logs clean
+        k8s-generate new-service docs images token grpcurl bench logs clean
 
 help: ## list the workflows
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -75,11 +75,12 @@ images: ## build the container images (needs a Docker engine): localhost/crm-<na
 	done
 	docker build -f deploy/docker/gateway.Dockerfile -t $(IMAGE_PREFIX)gateway:$(IMAGE_TAG) .
 
-run-%: ## run-<service>: one service of the registry in the foreground (needs `scripts/infra.sh up`)
-	.venv/bin/crm-service $*
+run-%: ## run-<name>: one service of the registry, or the gateway, in the foreground with the local stack's settings (needs `scripts/infra.sh up`)
+	@$(PY) scripts/stack.py run $*
 
-run-gateway: ## run the gateway in the foreground
-	.venv/bin/crm-gateway
+ROLE ?= admin
+token: deps ## print a bearer token for ROLE (admin, sales_rep, analyst ...; docs/access.md), signed by the local key (SUBJECT=, TEAM=)
+	@$(PY) -m crm_gateway.devauth token --role $(ROLE) $(if $(SUBJECT),--subject $(SUBJECT)) $(if $(TEAM),--team $(TEAM))
 
 grpcurl: tools/bin/grpcurl ## build grpcurl (a gRPC command-line client) into tools/bin
 

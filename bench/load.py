@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from . import credentials
 from .cpu import CpuWindow
 from .procs import ROOT, module_command, run_client
 
@@ -61,7 +62,7 @@ def _ghz(call: GrpcCall, in_flight: int, duration: float) -> tuple[dict, float, 
         data, out = os.path.join(tmp, "data.json"), os.path.join(tmp, "out.json")
         with open(data, "w") as f:
             json.dump(call.data, f)
-        cmd = [str(GHZ), "--insecure", "--proto", str(ROOT / "proto" / call.proto), "-i", str(ROOT / "proto"),
+        cmd = [str(GHZ), "--insecure", *credentials.ghz_metadata(), "--proto", str(ROOT / "proto" / call.proto), "-i", str(ROOT / "proto"),
                "--call", call.method, "-D", data, "-c", str(in_flight), "-z", f"{duration}s",
                # requests still in flight when the time is up are neither successes nor errors
                "--duration-stop", "ignore", "-t", "10s", "--format", "json", "-o", out, call.addr]

@@ -14,6 +14,7 @@ import grpc
 
 from crm.v1 import common_pb2, contacts_pb2, contacts_pb2_grpc, loyalty_pb2, loyalty_pb2_grpc
 
+from . import credentials
 from .load import GrpcCall
 
 CONTACTS = ("crm.v1.ContactsService", "crm/v1/contacts.proto")
@@ -37,7 +38,7 @@ class Path:
 def seed(addr: str, count: int = 64, timeout: float = 120) -> Seed:
     run = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     family = f"Bench{run.replace('-', '')}"
-    with grpc.insecure_channel(addr) as channel:
+    with credentials.channel(addr) as channel:
         grpc.channel_ready_future(channel).result(timeout=15)
         contacts = contacts_pb2_grpc.ContactsServiceStub(channel)
         loyalty = loyalty_pb2_grpc.LoyaltyServiceStub(channel)

@@ -20,6 +20,7 @@ from collections import Counter  # noqa: E402
 
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
+from .credentials import nameko_context  # noqa: E402
 from .procs import Marks  # noqa: E402
 from .stats import summarize  # noqa: E402
 
@@ -27,13 +28,14 @@ from .stats import summarize  # noqa: E402
 def run(spec: dict) -> dict:
     ids = spec["contact_ids"]
     config = {"AMQP_URI": spec["amqp_uri"], "serializer": "json"}
+    context = nameko_context()
     latencies: list[float] = []
     errors: Counter = Counter()
     state = {"measuring": False, "stop_at": float("inf"), "ready": 0}
     go = eventlet.Event()
 
     def worker(k: int) -> None:
-        with ClusterRpcProxy(config, timeout=10) as rpc:
+        with ClusterRpcProxy(config, timeout=10, context_data=context) as rpc:
             state["ready"] += 1
             go.wait()
             n = k

@@ -22,7 +22,7 @@ import pika
 
 from crm.v1 import contacts_pb2, contacts_pb2_grpc
 
-from . import procs
+from . import credentials, procs
 from .cpu import CpuWindow
 from .stats import percentile
 
@@ -62,7 +62,7 @@ async def create_consenting(addr: str, n: int, in_flight: int, rate: float | Non
     tag = uuid.uuid4().hex[:10]
     records: list[dict] = []
     next_index = iter(range(n))
-    async with grpc.aio.insecure_channel(addr) as channel:
+    async with credentials.aio_channel(addr) as channel:
         stub = contacts_pb2_grpc.ContactsServiceStub(channel)
         start = time.monotonic()
 

@@ -18,6 +18,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 
 from crm.v1 import contacts_pb2, diagnostics_pb2, loyalty_pb2  # noqa: F401 - fill the descriptor pool
 
+from . import credentials
 from .procs import Marks
 from .stats import summarize
 
@@ -50,7 +51,7 @@ async def load(spec: dict) -> dict:
     counter = iter(range(10**12))
     latencies: list[float] = []
     errors: Counter = Counter()
-    async with grpc.aio.insecure_channel(spec["addr"]) as channel:
+    async with credentials.aio_channel(spec["addr"]) as channel:
         stub = channel.unary_unary(path, request_serializer=request_class.SerializeToString,
                                    response_deserializer=reply_class.FromString)
         measuring = False

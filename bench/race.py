@@ -17,6 +17,7 @@ import pymongo
 
 from crm.v1 import common_pb2, contacts_pb2, contacts_pb2_grpc, loyalty_pb2, loyalty_pb2_grpc
 
+from . import credentials
 from .cpu import CpuWindow
 from .load import GHZ
 from .procs import ROOT
@@ -26,7 +27,7 @@ POINTS, REQUESTS, IN_FLIGHT = 300, 1000, 64
 
 def member_with_points(addr: str, points: int) -> str:
     run = uuid.uuid4().hex[:10]
-    with grpc.insecure_channel(addr) as channel:
+    with credentials.channel(addr) as channel:
         contacts = contacts_pb2_grpc.ContactsServiceStub(channel)
         loyalty = loyalty_pb2_grpc.LoyaltyServiceStub(channel)
         contact = contacts.CreateContact(contacts_pb2.CreateContactRequest(contact=contacts_pb2.Contact(
@@ -41,7 +42,7 @@ def member_with_points(addr: str, points: int) -> str:
 
 def _ghz(addr: str, contact_id: str) -> Counter:
     data = json.dumps({"contact_id": contact_id, "points": 1, "reason": "race"})
-    done = subprocess.run([str(GHZ), "--insecure", "--proto", "crm/v1/loyalty.proto", "--import-paths",
+    done = subprocess.run([str(GHZ), "--insecure", *credentials.ghz_metadata(), "--proto", "crm/v1/loyalty.proto", "--import-paths",
                            str(ROOT / "proto"), "--call", "crm.v1.LoyaltyService.RedeemPoints", "-d", data,
                            "-n", str(REQUESTS), "-c", str(IN_FLIGHT), "--format", "json", addr],
                           capture_output=True, text=True, check=True)
@@ -49,7 +50,7 @@ def _ghz(addr: str, contact_id: str) -> Counter:
 
 
 def _threads(addr: str, contact_id: str) -> Counter:
-    with grpc.insecure_channel(addr) as channel:
+    with credentials.channel(addr) as channel:
         stub = loyalty_pb2_grpc.LoyaltyServiceStub(channel)
         request = loyalty_pb2.RedeemPointsRequest(contact_id=contact_id, points=1, reason="race")
 

@@ -26,7 +26,7 @@ import pymongo
 
 from crm_common import config, registry
 
-from . import database, floors, load, paths, pipeline, procs, race, report
+from . import credentials, database, floors, load, paths, pipeline, procs, race, report
 from .cpu import find_pid, settle
 
 GROUPS = ("floor", "product", "race", "peer", "pipeline", "database")
@@ -57,7 +57,9 @@ class Target:
 
     @classmethod
     def of(cls, stack) -> "Target":
-        """From a scripts/stack.py Stack (make up's, or the end-to-end tests' private one)."""
+        """From a scripts/stack.py Stack (make up's, or the end-to-end tests' private one).
+        Its keys sign the benchmark's tokens (bench.credentials; the clients inherit this)."""
+        os.environ[credentials.AUTH_DIR] = str(stack.run_dir / "auth")
         services = [s.name for s in registry.load().services]
         pids = {name: stack.running_pid(name) for name in ("gateway", *services)}
         pids.update(rabbitmq=find_pid("beam.smp"), ferretdb=find_pid("ferretdb"))

@@ -2,7 +2,8 @@
 """Load believable demo customers into a running CRM, through the public gateway.
 
 Idempotent: a customer who exists already (same email) is skipped, purchases earn
-once per order reference, redemptions carry a request id.
+once per order reference, redemptions carry a request id. It calls as an integration
+(the role of an import job), with a token signed by the local key (var/auth).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 
 import grpc
 
+from crm_gateway import client, devauth
 from crm.v1 import common_pb2, contacts_pb2, contacts_pb2_grpc, loyalty_pb2, loyalty_pb2_grpc
 
 GATEWAY = os.environ.get("GATEWAY_ADDR", "127.0.0.1:50051")
@@ -67,8 +69,10 @@ INTERACTIONS = [
 
 def main() -> int:
     rnd = random.Random(42)  # the same demo every time
-    with grpc.insecure_channel(GATEWAY) as channel:
-        grpc.channel_ready_future(channel).result(timeout=15)
+    token = devauth.init().mint("demo-loader", ["integration"])
+    with grpc.insecure_channel(GATEWAY) as plain:
+        grpc.channel_ready_future(plain).result(timeout=15)
+        channel = client.authorized(plain, token)
         contacts = contacts_pb2_grpc.ContactsServiceStub(channel)
         loyalty = loyalty_pb2_grpc.LoyaltyServiceStub(channel)
         created = existing = 0

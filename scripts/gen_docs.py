@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Write the generated parts of docs/rpc.md and docs/events.md from the declarations:
-every service of the registry, its RPCs' argument models (the services' contracts.py)
-and the events its events.py declares, with who consumes them.
+"""Write the generated parts of docs/rpc.md, docs/events.md and docs/access.md from the
+declarations: every service of the registry, its RPCs' argument models (the services'
+contracts.py), the events its events.py declares, with who consumes them, and who may
+call what (the registry's permissions, crm_common/access.toml's roles).
 
     scripts/gen_docs.py           rewrite the generated sections
     scripts/gen_docs.py --check   exit 1 if they are out of date (the unit tests run this)
@@ -130,6 +131,41 @@ def events_section(reg) -> list[str]:
     return out
 
 
+def access_section(reg) -> list[str]:
+    from google.protobuf import descriptor_pool
+
+    from crm_common import access
+    from crm_gateway.bridge import load_api
+
+    load_api()
+    pool = descriptor_pool.Default()
+    policy = access.policy()
+    roles = [r for r in policy.roles.values() if r.name != access.SERVICE_ROLE]
+    out = ["## Roles", "", "| role | what it is for | personal data | rate limit (calls/s, burst) |", "|---|---|---|---|"]
+    for r in roles:
+        rate = f"{r.rate[0]:g}, {r.rate[1]:g}" if r.rate else "the gateway's default"
+        out.append(f"| `{r.name}` | {r.description} | {'yes' if r.personal_data else 'masked'} | {rate} |")
+    out += ["", "## Permissions by role", "",
+            "A cell is the scope granted: `all`, `team` (records of the caller's team), `own` (records the "
+            "caller owns); empty = denied.", "",
+            "| permission | " + " | ".join(f"`{r.name}`" for r in roles) + " |",
+            "|---|" + "---|" * len(roles)]
+    for permission in policy.permissions():
+        cells = [r.grants.get(permission) or r.grants.get("*") or "" for r in roles]
+        out.append(f"| `{permission}` | " + " | ".join(cells) + " |")
+    out += ["", "## The permission of every RPC", "", "| RPC | gRPC | permission |", "|---|---|---|"]
+    for svc in reg.services:
+        for method, permission in svc.permissions.items():
+            grpc_name = "".join(p.capitalize() for p in method.split("_"))
+            public = next((f"`{g.split('.')[-1]}/{grpc_name}`" for g in svc.grpc
+                           if pool.FindServiceByName(g).methods_by_name.get(grpc_name)), "internal only")
+            out.append(f"| `{svc.name}.{method}` | {public} | `{permission}` |")
+    for method, permission in policy.base.items():
+        out.append(f"| `<every service>.{method}` | {'`Diagnostics/Echo`' if method == 'echo' else ''} | "
+                   f"`{permission}` |")
+    return out
+
+
 def render(path: Path, body: list[str]) -> str:
     text = path.read_text()
     head, _, rest = text.partition(BEGIN)
@@ -145,7 +181,8 @@ def main(argv: list[str]) -> int:
     from crm_common import registry
 
     reg = registry.load()
-    targets = {ROOT / "docs" / "rpc.md": rpc_section(reg), ROOT / "docs" / "events.md": events_section(reg)}
+    targets = {ROOT / "docs" / "rpc.md": rpc_section(reg), ROOT / "docs" / "events.md": events_section(reg),
+               ROOT / "docs" / "access.md": access_section(reg)}
     stale = []
     for path, body in targets.items():
         new = render(path, body)

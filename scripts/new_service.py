@@ -238,6 +238,10 @@ publishes = ["note_created"]
 timeline = true
 subscribes = []
 replicas = [2, 6]
+
+[services.{name}.permissions]
+create_note = "{pkg}.write"
+get_note = "{pkg}.read"
 '''
 
 

@@ -4,6 +4,7 @@
     scripts/stack.py up        start what is not running, wait until ready
     scripts/stack.py down      stop what `up` started
     scripts/stack.py status
+    scripts/stack.py run NAME  one of them in the foreground (make run-NAME)
 
 The processes are the registry's deployables (crm_common.registry): every service as
 ``crm-service NAME``, then the gateway. Processes write logs to var/log/<name>.log and
@@ -27,7 +28,8 @@ from pathlib import Path
 
 import pika
 
-from crm_common import config, registry
+from crm_common import access, config, registry
+from crm_gateway import devauth
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -52,6 +54,21 @@ class Stack:
     database_prefix: str = ""          # "" = the services' own defaults (crm_<service>)
     run_dir: Path = ROOT / "var"
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)   # more environment for every process
+
+    @property
+    def auth(self) -> devauth.DevAuth:
+        """The stack's local keys and secret (created by `up`, kept across restarts)."""
+        return devauth.init(self.run_dir / "auth")
+
+    def token(self, *roles: str, subject: str = "", team: str = "", **claims) -> str:
+        """A bearer token for the gateway, as the local identity provider signs it."""
+        return self.auth.mint(subject or f"dev-{roles[0]}", roles, team, **claims)
+
+    def internal_token(self, *roles: str, subject: str = "") -> str:
+        """What the gateway hands a service (crm_common.access): for calling services directly."""
+        principal = access.Principal(subject or f"user:dev-{roles[0]}", tuple(roles))
+        return access.mint(principal, self.auth.secret)
 
     # -- commands -----------------------------------------------------------------
     def command(self, name: str) -> list[str]:
@@ -62,7 +79,7 @@ class Stack:
     def environment(self, name: str) -> dict[str, str]:
         env = dict(os.environ, AMQP_URI=self.amqp_uri, MONGODB_URL=self.mongodb_url,
                    METRICS_PORT=str(self.metrics_ports.get(name, 0)), PYTHONUNBUFFERED="1",
-                   PYTHONWARNINGS="ignore")
+                   PYTHONWARNINGS="ignore", **self.auth.environment(), **self.settings)
         if name == "gateway":
             env["GATEWAY_ADDR"] = self.gateway_addr
         elif self.database_prefix:
@@ -164,8 +181,10 @@ def rpc_ping(amqp_uri: str, service: str, timeout: float = 2) -> dict:
     return rpc_call(amqp_uri, service, "ping", timeout=timeout)
 
 
-def rpc_call(amqp_uri: str, service: str, method: str, kwargs: dict | None = None, timeout: float = 2):
-    """One nameko-protocol RPC over a short-lived pika connection."""
+def rpc_call(amqp_uri: str, service: str, method: str, kwargs: dict | None = None, timeout: float = 2,
+             token: str = ""):
+    """One nameko-protocol RPC over a short-lived pika connection; ``token``: the internal
+    token of the principal to call as (``Stack.internal_token``)."""
     conn = pika.BlockingConnection(pika.URLParameters(amqp_uri))
     try:
         ch = conn.channel()
@@ -176,7 +195,8 @@ def rpc_call(amqp_uri: str, service: str, method: str, kwargs: dict | None = Non
         ch.basic_publish("nameko-rpc", f"{service}.{method}", json.dumps({"args": [], "kwargs": kwargs or {}}),
                          pika.BasicProperties(reply_to=reply, correlation_id=cid,
                                               content_type="application/json",
-                                              expiration=str(int(timeout * 1000))),
+                                              expiration=str(int(timeout * 1000)),
+                                              headers={f"nameko.{access.CONTEXT_KEY}": token} if token else None),
                          mandatory=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -197,8 +217,10 @@ The CRM is up. gRPC gateway: {addr}  (health + reflection on)
 Metrics: {metrics}
 Logs: var/log/*.log   Stop: make down
 
+Every call needs a token; `make token ROLE=<role>` prints one (roles: docs/access.md).
 Try (make grpcurl builds grpcurl into tools/bin once):
-  tools/bin/grpcurl -plaintext -d '{{"text": "sara"}}' {addr} crm.v1.ContactsService/SearchContacts
+  TOKEN=$(make -s token ROLE=admin)
+  tools/bin/grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"text": "sara"}}' {addr} crm.v1.ContactsService/SearchContacts
 """
 
 
@@ -212,6 +234,11 @@ def main(argv: list[str]) -> int:
         print(BANNER.format(addr=stack.gateway_addr, metrics=metrics))
     elif cmd == "down":
         stack.down()
+    elif cmd == "run" and len(argv) > 2:   # one process in the foreground, with the stack's environment
+        name = argv[2]
+        registry.load().deployable(name)
+        command = stack.command(name)
+        os.execve(command[0], command, stack.environment(name))
     elif cmd == "status":
         for name in [*services(), "gateway"]:
             pid = stack.running_pid(name)

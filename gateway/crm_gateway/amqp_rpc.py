@@ -275,8 +275,9 @@ class AmqpRpcClient:
     # ------------------------------------------------------------------ calls
     async def call(self, service: str, method: str, kwargs: dict[str, Any] | None = None, *,
                    timeout: float = 10.0, call_id: str | None = None,
-                   args: list[Any] | None = None) -> Any:
-        """Call ``service.method(**kwargs)`` and return its result.
+                   args: list[Any] | None = None, context: dict[str, str] | None = None) -> Any:
+        """Call ``service.method(**kwargs)`` and return its result. ``context``: more of
+        nameko's context data (each key travels as the header ``nameko.<key>``).
 
         Raises the service's typed :class:`crm_common.errors.CrmError`, or
         :class:`RemoteError`, :class:`RpcTimeout`, :class:`ServiceUnavailable`.
@@ -298,7 +299,8 @@ class AmqpRpcClient:
             delivery_mode=2,
             reply_to=self.reply_key,
             correlation_id=correlation_id,
-            headers={CALL_ID_STACK_HEADER: [call_id]},
+            headers={CALL_ID_STACK_HEADER: [call_id],
+                     **{f"nameko.{k}": v for k, v in (context or {}).items()}},
             # A request still queued when its caller's deadline passes (the service is
             # down or swamped) is dropped by the broker instead of being executed late,
             # after the caller was told DEADLINE_EXCEEDED.

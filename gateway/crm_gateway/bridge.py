@@ -6,8 +6,10 @@ into kwargs (crm_gateway.wire), call the service with the caller's deadline as t
 AMQP timeout and the request id as the root of nameko's call-id stack, turn the
 service's dict into the response, map any error to its gRPC status (crm_gateway.errors,
 the one table). The service validates the arguments (its contract models); the
-gateway's own business is the edge: message size (the server's receive limit),
-deadline, request id and, later, identity.
+gateway's own business is the edge: identity (crm_gateway.auth), the permission and
+rate limit of the caller (crm_common.access, crm_gateway.ratelimit), message size,
+deadline and request id. The principal travels on as an internal token
+(crm_common.access), which the service verifies and checks again.
 """
 from __future__ import annotations
 
@@ -24,12 +26,15 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from crm_common.errors import InvalidArgument
+from crm_common import access
+from crm_common.errors import CrmError, InvalidArgument, ResourceExhausted
 from crm_common.registry import Registry, snake_case
 
-from . import wire
+from . import metrics, wire
 from .amqp_rpc import AmqpRpcClient, RpcTimeout
+from .auth import Authenticator
 from .errors import is_internal, to_status
+from .ratelimit import RateLimiter
 
 log = logging.getLogger("crm_gateway.access")
 
@@ -59,20 +64,39 @@ def request_id(context: grpc.aio.ServicerContext, method: str) -> str:
 
 
 class Call:
-    """One gRPC request's view of the RPC client: its call id and its remaining time."""
+    """One gRPC request's view of the RPC client: its call id, its remaining time and the
+    caller's internal token."""
 
-    __slots__ = ("rpc", "call_id", "deadline")
+    __slots__ = ("rpc", "call_id", "deadline", "context")
 
-    def __init__(self, rpc: AmqpRpcClient, call_id: str, timeout: float):
+    def __init__(self, rpc: AmqpRpcClient, call_id: str, timeout: float, token: str = ""):
         self.rpc = rpc
         self.call_id = call_id
         self.deadline = time.monotonic() + timeout
+        self.context = {access.CONTEXT_KEY: token} if token else {}
 
     async def __call__(self, service: str, method: str, kwargs: dict[str, Any]) -> Any:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise RpcTimeout(f"{service}.{method}: deadline exceeded")
-        return await self.rpc.call(service, method, kwargs, timeout=remaining, call_id=self.call_id)
+        return await self.rpc.call(service, method, kwargs, timeout=remaining, call_id=self.call_id,
+                                   context=self.context)
+
+
+class Guard:
+    """The caller's side of the edge, in order: who (UNAUTHENTICATED), may they
+    (PERMISSION_DENIED), not too often (RESOURCE_EXHAUSTED); then their internal token."""
+
+    def __init__(self, auth: Authenticator, tokens: access.TokenCache, limiter: RateLimiter,
+                 policy: access.Policy | None = None):
+        self.auth, self.tokens, self.limiter = auth, tokens, limiter
+        self.policy = policy or access.policy()
+
+    async def admit(self, context: grpc.aio.ServicerContext, service: str, method: str) -> tuple[access.Principal, str]:
+        principal = await self.auth.authenticate(context.invocation_metadata())
+        self.policy.authorize(principal, service, method)
+        self.limiter.take(principal)
+        return principal, self.tokens.token(principal)
 
 
 def parse(cls: type[Message], raw: bytes) -> Message:
@@ -85,11 +109,14 @@ def parse(cls: type[Message], raw: bytes) -> Message:
 
 
 class Bridge:
-    def __init__(self, rpc: AmqpRpcClient, registry: Registry, *, default_timeout: float, max_timeout: float):
+    def __init__(self, rpc: AmqpRpcClient, registry: Registry, guard: Guard, *, default_timeout: float,
+                 max_timeout: float, max_reply_bytes: int = 4 * 1024 * 1024):
         self.rpc = rpc
         self.registry = registry
+        self.guard = guard
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
+        self.max_reply_bytes = max_reply_bytes
         self.pool = descriptor_pool.Default()
 
     # -- one handler per public service ------------------------------------------------
@@ -98,9 +125,11 @@ class Bridge:
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
-        for grpc_service, nameko_service in self.registry.grpc_routes().items():
+        for grpc_service, backer in self.registry.grpc_backers().items():
             service = self.pool.FindServiceByName(grpc_service)
-            methods = {m.name: self.handler(m.name, self.forward(m, nameko_service)) for m in service.methods}
+            methods = {m.name: self.handler(m.name, self.forward(m, backer.name), backer.declared_name,
+                                            snake_case(m.name))
+                       for m in service.methods}
             handlers.append(grpc.method_handlers_generic_handler(grpc_service, methods))
         return handlers
 
@@ -110,29 +139,43 @@ class Bridge:
         response_cls = message_factory.GetMessageClass(method.output_type)
         target = snake_case(method.name)
 
+        max_reply = self.max_reply_bytes
+
         async def work(call: Call, raw: bytes) -> bytes:
             kwargs = wire.to_dict(parse(request_cls, raw))
             result = await call(service, target, kwargs)
-            return wire.fill(response_cls(), result or {}).SerializeToString()
+            reply = wire.fill(response_cls(), result or {}).SerializeToString()
+            if len(reply) > max_reply:
+                raise ResourceExhausted(f"the reply would be {len(reply)} bytes, over the gateway's limit of "
+                                        f"{max_reply}: ask for less (a smaller page size)")
+            return reply
 
         return work
 
     # -- what every call shares: request id, deadline, error mapping, access log -----------
-    def handler(self, method: str, work: Work) -> grpc.RpcMethodHandler:
-        default_timeout, max_timeout, rpc = self.default_timeout, self.max_timeout, self.rpc
+    def handler(self, method: str, work: Work, service: str, rpc_method: str) -> grpc.RpcMethodHandler:
+        """``method`` (the gRPC name) as a handler whose ``work`` reaches ``service.rpc_method``
+        (whose permission the caller needs)."""
+        default_timeout, max_timeout, rpc, guard = self.default_timeout, self.max_timeout, self.rpc, self.guard
 
         async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
             call_id = request_id(context, method)
             t0 = time.perf_counter()
+            principal = None
             try:
+                try:
+                    principal, token = await guard.admit(context, service, rpc_method)
+                except CrmError as denied:
+                    metrics.DENIED.labels(denied.code).inc()
+                    raise
                 remaining = context.time_remaining()
                 timeout = default_timeout if remaining is None or remaining > 1e6 else min(remaining, max_timeout)
-                response = await work(Call(rpc, call_id, timeout), raw)
+                response = await work(Call(rpc, call_id, timeout, token), raw)
             except Exception as exc:  # every failure leaves as a status from the one table
                 status = to_status(exc, call_id)
                 ms = round((time.perf_counter() - t0) * 1000, 2)
                 fields = {"call_id": call_id, "grpc_method": method, "grpc_code": status.code.name,
-                          "duration_ms": ms}
+                          "duration_ms": ms, "principal": principal.subject if principal else None}
                 if is_internal(exc):
                     log.error("rpc failed", exc_info=exc, extra=fields)
                 elif log.isEnabledFor(logging.INFO):
@@ -142,7 +185,8 @@ class Bridge:
             context.set_trailing_metadata(((REQUEST_ID, call_id),))
             if log.isEnabledFor(logging.INFO):
                 log.info("rpc", extra={"call_id": call_id, "grpc_method": method, "grpc_code": "OK",
-                                       "duration_ms": round((time.perf_counter() - t0) * 1000, 2)})
+                                       "duration_ms": round((time.perf_counter() - t0) * 1000, 2),
+                                       "principal": principal.subject})
             return response
 
         return grpc.unary_unary_rpc_method_handler(handle)

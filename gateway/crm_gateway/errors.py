@@ -28,6 +28,7 @@ STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     E.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     E.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     E.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    E.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     RpcTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
@@ -36,7 +37,7 @@ STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
 _CLIENT_VISIBLE = {
     grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.ABORTED,
     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 _GENERIC = {
@@ -93,6 +94,11 @@ def to_status(exc: BaseException, call_id: str = "") -> grpc.Status:
                     field=str(v.get("field", "")), description=str(v.get("description", "")))
                 for v in violations if isinstance(v, dict)
             ])))
+        retry = details.get("retry_after_seconds")
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and isinstance(retry, (int, float)):
+            delay = error_details_pb2.RetryInfo()
+            delay.retry_delay.FromMilliseconds(int(retry * 1000))
+            status.details.append(_pack(delay))
         metadata = {k: str(v) for k, v in details.items()
                     if k != "violations" and isinstance(v, (str, int, float, bool))}
         if metadata or code is not grpc.StatusCode.INVALID_ARGUMENT:

@@ -13,6 +13,7 @@ import pymongo
 import pytest
 
 from crm_common import config, registry
+from crm_gateway import client
 from support.infra import ROOT, drop_vhost, fresh_vhost, unique_db
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -32,7 +33,9 @@ def running_stack(amqp_uri: str, run_dir: Path) -> Iterator[Stack]:
     prefix = unique_db("e2e") + "_"
     st = Stack(amqp_uri=amqp_uri, gateway_addr=f"127.0.0.1:{free_port()}",
                metrics_ports={d.name: free_port() for d in registry.load().deployables},
-               database_prefix=prefix, run_dir=run_dir)
+               database_prefix=prefix, run_dir=run_dir,
+               # The suite calls faster than a person may (the limit itself: tests/e2e/test_access.py).
+               settings={"GATEWAY_RATE_PER_SECOND": "0"})
     try:
         st.up()
         yield st
@@ -63,9 +66,26 @@ def start_stack(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def channel(stack):
+    """A channel to the stack's gateway calling as an admin (tests of other roles open
+    their own with ``connect``)."""
     with grpc.insecure_channel(stack.gateway_addr) as ch:
         grpc.channel_ready_future(ch).result(timeout=10)
-        yield ch
+        yield client.authorized(ch, stack.token("admin", subject="e2e-admin"))
+
+
+@pytest.fixture(scope="session")
+def connect(stack):
+    """``connect(*roles, subject=, team=)``: a channel calling as that principal."""
+    opened = []
+
+    def make(*roles, **kw):
+        ch = grpc.insecure_channel(stack.gateway_addr)
+        opened.append(ch)
+        return client.authorized(ch, stack.token(*roles, **kw))
+
+    yield make
+    for ch in opened:
+        ch.close()
 
 
 @pytest.fixture(scope="session")

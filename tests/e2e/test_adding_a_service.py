@@ -17,6 +17,7 @@ import pytest
 
 from conftest import free_port
 from crm.v1 import contacts_pb2
+from crm_gateway import client
 from helpers import new_contact, probe, stubs, wait_for
 from support.infra import ROOT, unique_db
 
@@ -50,7 +51,8 @@ def running(scaffold, stack):
     root, registry, gen = scaffold
     ports = {"service": free_port(), "gateway": free_port()}
     addr = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "CRM_REGISTRY": str(registry), "AMQP_URI": stack.amqp_uri, "MONGODB_URL": stack.mongodb_url,
+    env = {**os.environ, **stack.auth.environment(), "CRM_REGISTRY": str(registry), "AMQP_URI": stack.amqp_uri,
+           "MONGODB_URL": stack.mongodb_url,
            "PYTHONPATH": os.pathsep.join([str(gen), str(root / "services" / NAME)]), "PYTHONWARNINGS": "ignore"}
     procs = [
         _start([str(ROOT / ".venv" / "bin" / "crm-service"), NAME],
@@ -86,12 +88,13 @@ def test_the_scaffold_touches_only_its_package_its_proto_and_its_registry_entry(
     assert f"[services.{NAME}]" in registry.read_text()
 
 
-def test_a_new_service_is_reachable_through_the_gateway_and_shows_on_the_timeline(scaffold, running, channel):
+def test_a_new_service_is_reachable_through_the_gateway_and_shows_on_the_timeline(scaffold, running, channel, stack):
     _, _, gen = scaffold
     api = _api(gen)
     contacts, _ = stubs(channel)
     contact = new_contact(contacts)
-    with grpc.insecure_channel(running) as ch:
+    with grpc.insecure_channel(running) as plain:
+        ch = client.authorized(plain, stack.token("admin"))
         create = ch.unary_unary("/crm.v1.ParcelNotesService/CreateNote",
                                 request_serializer=api.CreateNoteRequest.SerializeToString,
                                 response_deserializer=api.Note.FromString)

@@ -32,7 +32,7 @@ def violations_through_the_gateway(call) -> list[tuple[str, str]]:
 
 def violations_over_internal_rpc(stack, service, method, kwargs) -> list[tuple[str, str]]:
     with pytest.raises(RuntimeError) as exc:
-        rpc_call(stack.amqp_uri, service, method, kwargs, timeout=10)
+        rpc_call(stack.amqp_uri, service, method, kwargs, timeout=10, token=stack.internal_token("admin"))
     error = exc.value.args[0]
     assert error["exc_type"] == "InvalidArgument"
     return [(v["field"], v["description"]) for v in error["exc_args"][1]["violations"]]

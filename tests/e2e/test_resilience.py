@@ -15,6 +15,7 @@ import pytest
 
 from crm.v1 import contacts_pb2, diagnostics_pb2, diagnostics_pb2_grpc
 from helpers import member_or_none, new_contact, probe, stubs, wait_for
+from crm_gateway import client  # noqa: E402
 from stack import rpc_call
 from support.infra import RABBITMQ_SERVER, private_rabbitmq
 from crm_common import registry
@@ -41,7 +42,8 @@ def test_sigterm_lets_a_service_finish_the_call_in_flight(stack):
     assert argv[1].endswith(b"/crm-service") and argv[2] == b"contacts", argv
     answer = {}
     call = threading.Thread(target=lambda: answer.update(
-        result=rpc_call(stack.amqp_uri, "contacts", "echo", {"payload": "in flight", "delay": 1.5}, timeout=10)))
+        result=rpc_call(stack.amqp_uri, "contacts", "echo", {"payload": "in flight", "delay": 1.5}, timeout=10,
+                        token=stack.internal_token("admin"))))
     call.start()
     time.sleep(0.5)  # the call is being worked on
     try:
@@ -104,9 +106,9 @@ class Load:
             t.join(15)
 
 
-def _held_call(amqp_uri: str, service: str) -> None:
+def _held_call(amqp_uri: str, service: str, token: str) -> None:
     try:  # its connection dies with the broker; what matters is the worker it holds
-        rpc_call(amqp_uri, service, "echo", {"payload": "held", "delay": HELD_CALL_SECONDS}, timeout=10)
+        rpc_call(amqp_uri, service, "echo", {"payload": "held", "delay": HELD_CALL_SECONDS}, timeout=10, token=token)
     except Exception:  # noqa: BLE001
         pass
 
@@ -121,13 +123,14 @@ def test_broker_outage_under_load_is_unavailable_then_everything_resumes_without
         exited = {name: proc.returncode for name, proc in st.procs.items() if proc.poll() is not None}
         assert not exited, f"exited during the outage: {exited}; see {st.run_dir}/log"
 
-    with grpc.insecure_channel(st.gateway_addr) as channel:
+    with grpc.insecure_channel(st.gateway_addr) as plain:
+        channel = client.authorized(plain, st.token("admin"))
         contacts, loyalty = stubs(channel)
         diagnostics = diagnostics_pb2_grpc.DiagnosticsStub(channel)
         get = contacts_pb2.GetContactRequest(contact_id=new_contact(contacts).id)
         with Load(contacts, get, family) as load:
             wait_for(lambda: load.codes["OK"] >= 50, timeout=30)
-            held = [threading.Thread(target=_held_call, args=(st.amqp_uri, name))
+            held = [threading.Thread(target=_held_call, args=(st.amqp_uri, name, st.internal_token("admin")))
                     for name in SERVICES for _ in range(3)]
             for t in held:
                 t.start()

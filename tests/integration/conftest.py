@@ -7,6 +7,7 @@ import pymongo
 import pytest
 
 from crm_common import config, registry
+from support import auth
 from support.infra import drop_vhost, fresh_vhost, unique_db
 
 
@@ -33,7 +34,7 @@ def make_config(amqp_uri, mongo_client):
         name = unique_db(service.replace("-", "_"))
         created.append(name)
         base = {"AMQP_URI": amqp_uri, "MONGODB_URL": config.mongodb_url(), "MONGODB_DATABASE": name,
-                "METRICS_PORT": 0}
+                "METRICS_PORT": 0, "CRM_INTERNAL_SECRET": auth.AUTH.secret}
         if service in [s.name for s in registry.load().services]:  # the config `crm-service` would run with
             cfg = config.service_config(service, **base)
             cfg.pop("LOGGING")
@@ -58,13 +59,15 @@ def start_service(container_factory):
 
 @pytest.fixture
 def rpc(amqp_uri):
-    """``rpc(config).loyalty.earn_points(...)`` through a real ClusterRpcProxy."""
+    """``rpc(config).loyalty.earn_points(...)`` through a real ClusterRpcProxy, calling as
+    an admin (``roles=`` another principal; ``context=`` any nameko context data)."""
     from nameko.standalone.rpc import ClusterRpcProxy
 
     proxies = []
 
-    def make(cfg, timeout=10):
-        proxy = ClusterRpcProxy(cfg, timeout=timeout)
+    def make(cfg, timeout=10, roles=("admin",), context=None, **principal):
+        data = auth.context(*roles, **principal) if context is None else context
+        proxy = ClusterRpcProxy(cfg, timeout=timeout, context_data=data)
         proxies.append(proxy)
         return proxy.start()
 

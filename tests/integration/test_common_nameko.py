@@ -22,6 +22,10 @@ from crm_common.nameko.handlers import handles, prune_handled
 from crm_common.nameko.mongo import MongoStore
 from crm_common.nameko.observe import broker_check
 
+from support import auth  # noqa: E402
+
+auth.permit("producer_t.make")
+
 
 class Store:
     def __init__(self, db):

@@ -22,6 +22,10 @@ from crm_common.nameko.outbox import EventOutbox
 from support.things import ThingMade
 from support.waiting import wait_for
 
+from support import auth  # noqa: E402
+
+auth.permit("producer_r.make")
+
 REFUSED = kombu.exceptions.OperationalError("[Errno 111] ECONNREFUSED")
 
 

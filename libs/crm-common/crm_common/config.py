@@ -67,6 +67,8 @@ def service_config(name: str, **overrides: Any) -> dict[str, Any]:
         "HANDLED_EVENTS_RETENTION_DAYS": float(env("HANDLED_EVENTS_RETENTION_DAYS",
                                                     str(DEFAULT_HANDLED_EVENTS_RETENTION_DAYS))),
         "serializer": "json",
+        # Verifies and signs the internal tokens principals travel in (crm_common.access).
+        "CRM_INTERNAL_SECRET": env("CRM_INTERNAL_SECRET"),
         "LOGGING": logging_config(log_level()),
     }
     config.update({key: env(key, default) for key, default in d.settings.items()})

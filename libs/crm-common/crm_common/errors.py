@@ -78,10 +78,16 @@ class Unauthenticated(CrmError):
     code = "UNAUTHENTICATED"
 
 
+class ResourceExhausted(CrmError):
+    """Too much: a rate limit or a size limit (details may say when to retry)."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
 ERROR_TYPES: dict[str, type[CrmError]] = {
     cls.__name__: cls
     for cls in (CrmError, NotFound, AlreadyExists, VersionConflict, InvalidArgument,
-                FailedPrecondition, PermissionDenied, Unauthenticated)
+                FailedPrecondition, PermissionDenied, Unauthenticated, ResourceExhausted)
 }
 
 

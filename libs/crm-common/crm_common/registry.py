@@ -97,8 +97,15 @@ class Deployable:
     timeline: bool = False
     subscribes: tuple[Subscription, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
+    permissions: dict[str, str] = field(default_factory=dict)   # RPC method -> permission
     replicas: tuple[int, int] = (2, 6)
     grpc_port: int = 0             # gateway only
+    origin: str = ""               # the declared name, when a test renamed it (Registry.renamed)
+
+    @property
+    def declared_name(self) -> str:
+        """The name the declarations use (permissions, crm_common.access)."""
+        return self.origin or self.name
 
     @property
     def database(self) -> str:
@@ -137,10 +144,15 @@ class Registry:
         """Public gRPC service full name -> the nameko service that backs it."""
         return {grpc: s.name for s in self.services for grpc in s.grpc}
 
+    def grpc_backers(self) -> dict[str, "Deployable"]:
+        """Public gRPC service full name -> the service that backs it."""
+        return {grpc: s for s in self.services for grpc in s.grpc}
+
     def renamed(self, names: dict[str, str]) -> "Registry":
         """A copy whose services answer to other nameko names (tests run fakes beside the
         real services on one broker)."""
-        return replace(self, services=tuple(replace(s, name=names.get(s.name, s.name)) for s in self.services))
+        return replace(self, services=tuple(replace(s, name=names[s.name], origin=s.declared_name)
+                                            if s.name in names else s for s in self.services))
 
     def consumers_of(self, source: str, event_type: str) -> list[str]:
         return [s.name for s in self.services
@@ -149,7 +161,7 @@ class Registry:
 
 def _deployable(name: str, kind: str, raw: dict) -> Deployable:
     known = {"module", "package", "path", "metrics_port", "grpc", "publishes", "timeline", "subscribes",
-             "settings", "replicas", "grpc_port"}
+             "settings", "permissions", "replicas", "grpc_port"}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"registry: {name}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -165,6 +177,7 @@ def _deployable(name: str, kind: str, raw: dict) -> Deployable:
         timeline=bool(raw.get("timeline", False)),
         subscribes=tuple(Subscription.parse(s) for s in raw.get("subscribes", ())),
         settings={k: str(v) for k, v in (raw.get("settings") or {}).items()},
+        permissions={k: str(v) for k, v in (raw.get("permissions") or {}).items()},
         replicas=(int(lo), int(hi)), grpc_port=int(raw.get("grpc_port", 0)))
 
 

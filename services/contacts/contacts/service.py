@@ -14,7 +14,7 @@ from nameko.timer import timer
 from prometheus_client import Gauge
 
 from crm_common import clock, contracts
-from crm_common.errors import InvalidArgument, VersionConflict
+from crm_common.errors import InvalidArgument, PermissionDenied, VersionConflict
 from crm_common.ids import derived_id, new_id
 from crm_common.nameko.base import CrmService, rpc
 from crm_common.nameko.handlers import handles_timeline
@@ -53,6 +53,27 @@ class ContactsService(CrmService):
         also = {TERMS_STAGED: [str(terms_of)]} if terms_of else None
         self.outbox.publish(self.store.contacts, contact_id, staged, also=also)
 
+    def _scope(self) -> dict[str, str]:
+        """What the caller's scope adds to a query (crm_common.access): contacts they own,
+        their team's, or every one."""
+        access = self.caller.access
+        return access.owner_filter() if access else {}
+
+    def _check_owner(self, owner: str | None) -> None:
+        """A caller whose scope is their own contacts may not hand one to someone else."""
+        access = self.caller.access
+        if access and access.scope == "own" and owner != access.principal.id:
+            raise PermissionDenied(f"you may only own contacts yourself: owner must be '{access.principal.id}' "
+                                   f"(your scope for {access.permission} is own)", {"owner": str(owner)})
+
+    def _team_of(self, owner: str | None) -> str | None:
+        """A contact's team: the team of the caller who owns it (there is no user
+        directory: the team of an owner someone else assigns is not known)."""
+        access = self.caller.access
+        if access and access.principal.team and owner == access.principal.id:
+            return access.principal.team
+        return None
+
     def _check_company(self, company_id) -> None:
         if company_id and not self.store.company_exists(company_id):
             raise InvalidArgument.field("contact.company_id", f"no company {company_id}")
@@ -63,10 +84,14 @@ class ContactsService(CrmService):
     def create_contact(self, req: C.CreateContact):
         now = clock.now()
         fields = domain.new_contact(req.contact, now)
+        access = self.caller.access
+        if access and access.scope != "all" and not fields.get("owner"):
+            fields["owner"] = access.principal.id    # a rep's new contact is theirs
+        self._check_owner(fields.get("owner"))
         self._check_company(fields["company_id"])
         contact_id = new_id("con")
         extra = domain.search_fields(fields)
-        doc = {"_id": contact_id, **fields, "erased": False, **extra,
+        doc = {"_id": contact_id, **fields, "team": self._team_of(fields.get("owner")), "erased": False, **extra,
                "consent_history": domain.consent_history_on_create(fields["consents"], now),
                "created_at": now, "updated_at": now, "version": 1}
         view = contact_view(doc)
@@ -85,18 +110,21 @@ class ContactsService(CrmService):
 
     @rpc(C.GetContact)
     def get_contact(self, req: C.GetContact):
-        return contact_view(self.store.get_doc(req.contact_id))
+        return contact_view(self.store.get_doc(req.contact_id, self._scope()))
 
     @rpc(C.UpdateContact)
     def update_contact(self, req: C.UpdateContact):
         changes = contracts.parse(C.ContactIn, {p: req.contact.get(p) for p in req.update_mask},
                                   context=self.validation_context(), prefix="contact")
-        doc = self.store.get_live_doc(req.contact_id)
+        doc = self.store.get_live_doc(req.contact_id, self._scope())
         if doc["version"] != req.expected_version:
             raise self.store.version_conflict(req.contact_id, req.expected_version)
         new = domain.changed_fields(doc, changes, list(dict.fromkeys(req.update_mask)))
         if not new:
             return contact_view(doc)
+        if "owner" in new:
+            self._check_owner(new["owner"])
+            new["team"] = self._team_of(new["owner"])
         return self._apply(doc, new, clock.now())
 
     def _apply(self, doc, new, now):
@@ -108,7 +136,7 @@ class ContactsService(CrmService):
         keys = sets["dedup_keys"]
         after = {**merged, **sets, "version": doc["version"] + 1, "updated_at": now}
         view = contact_view(after)
-        staged = self.outbox.announce(ContactUpdated(contact=view, changed=sorted(new)))
+        staged = self.outbox.announce(ContactUpdated(contact=view, changed=sorted(set(new) - {"team"})))
         claimed = self.store.claim_keys([k for k in keys if k not in old_keys], contact_id, now)
         try:
             self.store.update_contact(contact_id, doc["version"], sets, staged, now)
@@ -127,7 +155,7 @@ class ContactsService(CrmService):
 
     @on_conflict()
     def _link(self, contact_id, company_id):
-        doc = self.store.get_live_doc(contact_id)
+        doc = self.store.get_live_doc(contact_id, self._scope())
         if doc.get("company_id") == company_id:
             return contact_view(doc)
         return self._apply(doc, {"company_id": company_id}, clock.now())
@@ -136,7 +164,7 @@ class ContactsService(CrmService):
     @on_conflict()
     def set_consent(self, req: C.SetConsent):
         channel = req.channel
-        doc = self.store.get_live_doc(req.contact_id)
+        doc = self.store.get_live_doc(req.contact_id, self._scope())
         current = (doc.get("consents") or {}).get(channel) or domain.empty_consent()
         if current.get("granted") is req.granted:
             return contact_view(doc)  # no change, no event
@@ -156,7 +184,7 @@ class ContactsService(CrmService):
     @rpc(C.GetConsentHistory)
     def get_consent_history(self, req: C.GetConsentHistory):
         """Internal (not on the gateway yet): the bounded audit trail of consent changes, oldest first."""
-        doc = self.store.get_doc(req.contact_id)
+        doc = self.store.get_doc(req.contact_id, self._scope())
         return {"contact_id": doc["_id"], "history": [
             {**h, "at": clock.to_iso(h.get("at"))} for h in doc.get("consent_history") or []]}
 
@@ -164,14 +192,15 @@ class ContactsService(CrmService):
     def search_contacts(self, req: C.SearchContacts):
         cursor = paging.decode(req.page_token, id=str)
         docs = self.store.search(words=search.query_words(req.text), tag=req.tag, stage=req.lifecycle_stage,
-                                 owner=req.owner, after_id=cursor and cursor["id"], limit=req.size + 1)
+                                 owner=req.owner, after_id=cursor and cursor["id"], limit=req.size + 1,
+                                 scope=self._scope())
         page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
         return {"contacts": [contact_view(d) for d in page], "next_page_token": token}
 
     @rpc(C.EraseContact)
     @on_conflict()
     def erase_contact(self, req: C.EraseContact):
-        doc = self.store.get_doc(req.contact_id)
+        doc = self.store.get_doc(req.contact_id, self._scope())
         now = clock.now()
         self.store.mark_erased(doc["_id"], now)   # first: facts stored from now on are blanked
         if not doc.get("erased"):
@@ -204,13 +233,13 @@ class ContactsService(CrmService):
 
     @rpc(C.LogInteraction)
     def log_interaction(self, req: C.LogInteraction):
-        doc = self.store.get_live_doc(req.contact_id)
+        doc = self.store.get_live_doc(req.contact_id, self._scope())
         entry = domain.interaction_entry(req, clock.now())
         return entry_view(self.store.add_entry({"contact_id": doc["_id"], **entry}))
 
     @rpc(C.ListTimeline)
     def list_timeline(self, req: C.ListTimeline):
-        doc = self.store.get_doc(req.contact_id)
+        doc = self.store.get_doc(req.contact_id, self._scope())
         cursor = paging.decode(req.page_token, at=str, id=str)
         after = None
         if cursor is not None:

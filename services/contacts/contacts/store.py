@@ -123,16 +123,18 @@ class ContactsStore:
 
     # ------------------------------------------------------------------ contacts
 
-    def get_doc(self, contact_id: Any) -> dict[str, Any]:
+    def get_doc(self, contact_id: Any, scope: dict[str, str] | None = None) -> dict[str, Any]:
+        """The contact, if the caller's ``scope`` (crm_common.access.Access.owner_filter)
+        lets them see it: one that is not theirs is not found, as one that does not exist."""
         if not isinstance(contact_id, str) or not contact_id:
             raise NotFound(f"contact {contact_id!r} not found", {"contact_id": str(contact_id)})
-        doc = self.contacts.find_one({"_id": contact_id})
+        doc = self.contacts.find_one({"_id": contact_id, **(scope or {})})
         if doc is None:
             raise NotFound(f"contact {contact_id} not found", {"contact_id": contact_id})
         return doc
 
-    def get_live_doc(self, contact_id: Any) -> dict[str, Any]:
-        doc = self.get_doc(contact_id)
+    def get_live_doc(self, contact_id: Any, scope: dict[str, str] | None = None) -> dict[str, Any]:
+        doc = self.get_doc(contact_id, scope)
         if doc.get("erased"):
             raise FailedPrecondition(f"contact {contact_id} has been erased", {"contact_id": contact_id})
         return doc
@@ -170,10 +172,10 @@ class ContactsStore:
             {"contact_id": contact_id, "current_version": doc["version"]})
 
     def search(self, *, words: list[str], tag: str | None, stage: str | None, owner: str | None,
-               after_id: str | None, limit: int) -> list[dict[str, Any]]:
-        """Live contacts matching every filter, newest first, at most ``limit``. With
-        ``words``, the candidates come from the term index (the longest word's prefix
-        range) and each is checked against the contact itself."""
+               after_id: str | None, limit: int, scope: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Live contacts matching every filter and the caller's ``scope``, newest first, at
+        most ``limit``. With ``words``, the candidates come from the term index (the
+        longest word's prefix range) and each is checked against the contact itself."""
         query: dict[str, Any] = {"erased": False, "_id": {"$lt": after_id} if after_id else {"$gt": ""}}
         if tag:
             query["tags"] = tag
@@ -181,6 +183,9 @@ class ContactsStore:
             query["lifecycle_stage"] = stage
         if owner:
             query["owner"] = owner
+        for key, value in (scope or {}).items():
+            if query.setdefault(key, value) != value:
+                return []   # asks for someone else's contacts: none of them are visible
         fields = {"consent_history": 0}
         if not words:  # paged by _id on its index (our FerretDB build sorts it there too)
             return list(self.contacts.find(query, fields).sort("_id", DESCENDING).limit(limit))

@@ -16,6 +16,7 @@ from test_gateway_server import AMQP_URI, GatewayThread
 
 from crm.v1 import diagnostics_pb2, diagnostics_pb2_grpc
 from crm_gateway.diagnostics import MAX_PAYLOAD
+from support import auth
 from support.fake_nameko import FakeNamekoService
 
 pytestmark = pytest.mark.integration
@@ -28,7 +29,7 @@ def diag():
     contacts = FakeNamekoService(AMQP_URI, f"contacts_{suffix}", {"echo": echo})
     loyalty = FakeNamekoService(AMQP_URI, f"loyalty_{suffix}", {"echo": lambda payload=None: "bm90IG1pbmU="})
     with contacts, loyalty, GatewayThread(names={"contacts": contacts.service, "loyalty": loyalty.service}) as gw:
-        channel = grpc.insecure_channel(f"127.0.0.1:{gw.port}")
+        channel = auth.channel(f"127.0.0.1:{gw.port}")
         yield {"channel": channel, "contacts": contacts, "loyalty": loyalty,
                "stub": diagnostics_pb2_grpc.DiagnosticsStub(channel)}
         channel.close()

@@ -31,6 +31,7 @@ from crm_common.errors import (AlreadyExists, FailedPrecondition, InvalidArgumen
                                VersionConflict)
 from crm_common import registry  # noqa: E402
 from crm_gateway.server import Gateway  # noqa: E402
+from support import auth  # noqa: E402
 from support.fake_nameko import FakeNamekoService  # noqa: E402
 
 AMQP_URI = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5682/")
@@ -111,6 +112,7 @@ class GatewayThread:
     def _run(self):
         asyncio.set_event_loop(self.loop)
         names = self.kw.pop("names", {})
+        self.kw.setdefault("guard", auth.guard())
         self.gw = Gateway("127.0.0.1:0", AMQP_URI, reg=registry.load().renamed(names), **self.kw)
         self.port = self.loop.run_until_complete(self.gw.start())
         self._started.set()
@@ -138,7 +140,7 @@ def stack():
         "redeem_points": redeem_points, "earn_points": earn_points, "get_member": lambda contact_id: MEMBER,
     })
     with contacts, loyalty, GatewayThread(names={"contacts": contacts.service, "loyalty": loyalty.service}) as gw:
-        channel = grpc.insecure_channel(f"127.0.0.1:{gw.port}")
+        channel = auth.channel(f"127.0.0.1:{gw.port}")
         yield {"channel": channel, "contacts": contacts, "loyalty": loyalty,
                "c": contacts_pb2_grpc.ContactsServiceStub(channel),
                "l": loyalty_pb2_grpc.LoyaltyServiceStub(channel)}
@@ -261,7 +263,7 @@ def test_stopping_drains_calls_in_flight_and_refuses_new_ones():
     suffix = uuid.uuid4().hex[:8]
     with FakeNamekoService(AMQP_URI, f"contacts_{suffix}", {"get_contact": get_contact}) as fake:
         gw = GatewayThread(names={"contacts": fake.service}).__enter__()
-        channel = grpc.insecure_channel(f"127.0.0.1:{gw.port}")
+        channel = auth.channel(f"127.0.0.1:{gw.port}")
         stub = contacts_pb2_grpc.ContactsServiceStub(channel)
         slow = stub.GetContact.future(contacts_pb2.GetContactRequest(contact_id="con_slow"), timeout=10)
         time.sleep(0.3)  # the slow call (1 s at the service) is in flight
@@ -278,7 +280,7 @@ def test_stopping_drains_calls_in_flight_and_refuses_new_ones():
 
 def test_service_not_running_is_unavailable():
     with GatewayThread(names={"contacts": f"nobody_{uuid.uuid4().hex[:8]}"}) as gw, \
-            grpc.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            auth.channel(f"127.0.0.1:{gw.port}") as channel:
         t0 = time.monotonic()
         with pytest.raises(grpc.RpcError) as ei:
             contacts_pb2_grpc.ContactsServiceStub(channel).GetContact(
@@ -313,3 +315,49 @@ def test_health_reflection_and_metrics(stack):
     assert ok and ok >= 1 and nf and nf >= 1
     assert REGISTRY.get_sample_value("grpc_server_started_total", labels) >= ok + nf
     assert REGISTRY.get_sample_value("grpc_server_handling_seconds_count", labels) >= ok + nf
+
+
+def test_a_burst_from_one_principal_is_limited_with_a_retry_hint_and_others_are_not():
+    suffix = uuid.uuid4().hex[:8]
+    with FakeNamekoService(AMQP_URI, f"contacts_{suffix}", {"get_contact": get_contact}) as fake, \
+            GatewayThread(names={"contacts": fake.service}, guard=auth.guard(per_second=20, burst=50)) as gw:
+        addr = f"127.0.0.1:{gw.port}"
+        noisy = contacts_pb2_grpc.ContactsServiceStub(auth.channel(addr, "support_agent", subject="noisy"))
+        calm = contacts_pb2_grpc.ContactsServiceStub(auth.channel(addr, "support_agent", subject="calm"))
+        denied_before = REGISTRY.get_sample_value("crm_gateway_denied_total", {"reason": "RESOURCE_EXHAUSTED"})
+        request = contacts_pb2.GetContactRequest(contact_id="con_01")
+        calls = [noisy.GetContact.future(request, timeout=30) for _ in range(1000)]
+        codes, limited = {}, None
+        for call in calls:
+            try:
+                call.result()
+                codes["OK"] = codes.get("OK", 0) + 1
+            except grpc.RpcError as err:
+                codes[err.code().name] = codes.get(err.code().name, 0) + 1
+                limited = err
+        assert set(codes) == {"OK", "RESOURCE_EXHAUSTED"}, codes
+        assert 50 <= codes["OK"] < 200, codes     # the burst, plus what refilled while the burst ran
+        assert "rate limit of 20 calls/s" in limited.details() and "retry in" in limited.details()
+        retry = error_details_pb2.RetryInfo()
+        assert any(d.Unpack(retry) for d in _rich(limited).details) and retry.retry_delay.ToNanoseconds() > 0
+        assert REGISTRY.get_sample_value("crm_gateway_denied_total",
+                                         {"reason": "RESOURCE_EXHAUSTED"}) - denied_before == codes["RESOURCE_EXHAUSTED"]
+        assert calm.GetContact(request, timeout=5).id == "con_01"   # another principal is not affected
+        assert len([r for r in fake.requests if r[0] == "get_contact"]) == codes["OK"] + 1  # refused never left
+
+
+def test_a_request_over_the_size_limit_is_resource_exhausted():
+    with GatewayThread(names={"contacts": f"nobody_{uuid.uuid4().hex[:8]}"}, max_message_bytes=64 * 1024) as gw, \
+            auth.channel(f"127.0.0.1:{gw.port}") as channel:
+        big = contacts_pb2.CreateContactRequest(contact=contacts_pb2.Contact(given_name="x" * 100_000))
+        with pytest.raises(grpc.RpcError) as ei:
+            contacts_pb2_grpc.ContactsServiceStub(channel).CreateContact(big, timeout=5)
+        assert ei.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in ei.value.details()
+
+
+def test_the_principal_reaches_the_service_as_a_signed_internal_token(stack):
+    stack["c"].GetContact(contacts_pb2.GetContactRequest(contact_id="con_01"), timeout=5)
+    _, _, headers = stack["contacts"].requests[-1]
+    from crm_common import access
+    principal = access.InternalTokens(auth.AUTH.secret).verify(headers["nameko.crm_auth"])
+    assert principal.subject == "user:test-admin" and principal.roles == ("admin",) and principal.via == "gateway"

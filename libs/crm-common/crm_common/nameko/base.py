@@ -1,5 +1,5 @@
-"""What every CRM nameko service has: metrics and call ids, the event outbox and its
-relay, ``ping``, ``echo``, replay of parked event deliveries, and the ``rpc``
+"""What every CRM nameko service has: the verified caller (crm_common.nameko.caller),
+metrics and call ids, the event outbox and its relay, ``ping``, ``echo``, replay of parked event deliveries, and the ``rpc``
 decorator that validates every call against its contract model."""
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .. import contracts, metrics
 from ..errors import CrmError, InvalidArgument
 from . import idempotency
 from .entrypoints import CrmRpc
+from .caller import Caller
 from .handlers import HANDLED_RETENTION_DAYS, PARKED, prune_handled, replay_parked
 from .observe import Observe
 from .outbox import EventOutbox
@@ -28,23 +29,39 @@ MAX_ECHO_DELAY = 5.0
 
 
 def rpc(request: type[contracts.Request] | Callable | None = None, **kwargs):
-    """nameko's ``@rpc``, with the call's arguments validated against its contract model.
+    """nameko's ``@rpc``, guarded by the caller's permission and with the call's
+    arguments validated against its contract model.
 
-    ``@rpc(EarnPoints)`` on ``def earn_points(self, req: EarnPoints)``: the keyword
-    arguments of the call are validated into ``EarnPoints`` (InvalidArgument naming every
-    bad field otherwise) and the method gets the model. A :class:`~crm_common.contracts.Command`
-    with an ``idempotency_key`` runs at most once per key (crm_common.nameko.idempotency).
-    Bare ``@rpc`` is for methods without arguments or with plain ones (``ping``, ``echo``).
+    ``@rpc(EarnPoints)`` on ``def earn_points(self, req: EarnPoints)``: the caller's
+    internal token is verified and its permission for ``<service>.earn_points`` checked
+    (crm_common.access; Unauthenticated / PermissionDenied otherwise, before anything
+    else), the keyword arguments of the call are validated into ``EarnPoints``
+    (InvalidArgument naming every bad field otherwise) and the method gets the model; what
+    it returns has personal fields masked for roles that may not see them. A
+    :class:`~crm_common.contracts.Command` with an ``idempotency_key`` runs at most once per
+    key (crm_common.nameko.idempotency). Bare ``@rpc`` is for methods without arguments or
+    with plain ones (``ping``, ``echo``); they are guarded the same way.
     Our typed errors are declared expected: a NotFound is the caller's business, logged as
     a warning without a traceback. Replies go through
     :class:`~crm_common.nameko.entrypoints.CrmRpc`, which survives a broker outage."""
     kwargs.setdefault("expected_exceptions", CrmError)
     decorate = CrmRpc.decorator(**kwargs)
     if request is None:
-        return decorate
+        return lambda fn: decorate(_guarded(fn))
     if not isinstance(request, type):   # bare @rpc on a function
-        return decorate(request)
+        return decorate(_guarded(request))
     return lambda fn: decorate(_validated(fn, request))
+
+
+def _guarded(fn: Callable) -> Callable:
+    method = fn.__name__
+
+    @functools.wraps(fn)
+    def entrypoint(self, *args: Any, **kw: Any):
+        self.caller.authorize(self.name, method)
+        return self.caller.mask(fn(self, *args, **kw))
+
+    return entrypoint
 
 
 def _validated(fn: Callable, model: type[contracts.Request]) -> Callable:
@@ -53,12 +70,13 @@ def _validated(fn: Callable, model: type[contracts.Request]) -> Callable:
 
     @functools.wraps(fn)
     def entrypoint(self, *args: Any, **kw: Any):
+        self.caller.authorize(self.name, method)
         if args:
             raise InvalidArgument(f"{method} takes its arguments by name ({', '.join(model.model_fields)})")
         req = contracts.parse(model, kw, context=self.validation_context())
         if idempotent and req.idempotency_key:
-            return idempotency.once(self.store.db, method, req, lambda: fn(self, req))
-        return fn(self, req)
+            return self.caller.mask(idempotency.once(self.store.db, method, req, lambda: fn(self, req)))
+        return self.caller.mask(fn(self, req))
 
     # nameko checks a call against ``entrypoint``'s own (*args, **kw) signature
     # (inspect.getcallargs ignores __wrapped__): the model is the signature.
@@ -75,6 +93,7 @@ class CrmService:
     OUTBOX_COLLECTIONS: tuple[str, ...] = ()
 
     config = Config()
+    caller = Caller()
     observe = Observe()
     outbox = EventOutbox()
 
