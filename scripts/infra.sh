@@ -30,6 +30,8 @@ export RABBITMQ_NODENAME="${CRM_RABBITMQ_NODE:-crm@localhost}"
 export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
 export RABBITMQ_NODE_PORT="$AMQP_PORT"
 export RABBITMQ_DIST_PORT="${CRM_AMQP_DIST_PORT:-25682}"
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+export ERL_EPMD_ADDRESS=127.0.0.1
 export RABBITMQ_MNESIA_BASE="$RABBIT_DIR/mnesia"
 export RABBITMQ_LOG_BASE="$RABBIT_DIR/log"
 export RABBITMQ_PID_FILE="$RABBIT_DIR/rabbitmq.pid"
@@ -66,7 +68,8 @@ start_rabbitmq() {
   if rabbit_running; then log "rabbitmq already running on :$AMQP_PORT"; return; fi
   mkdir -p "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
   echo '[].' > "$RABBITMQ_ENABLED_PLUGINS_FILE"
-  printf 'loopback_users = none\nlisteners.tcp.default = %s\n' "$AMQP_PORT" > "$RABBITMQ_CONFIG_FILE.conf"
+  # Loopback only: AMQP, and Erlang distribution (the CLI's port) with its port mapper.
+  printf 'listeners.tcp.local = 127.0.0.1:%s\n' "$AMQP_PORT" > "$RABBITMQ_CONFIG_FILE.conf"
   log "starting rabbitmq on :$AMQP_PORT"
   HOME="$HOME_FOR_RABBIT" rabbitmq-server -detached >"$RABBITMQ_LOG_BASE/startup.log" 2>&1 || true
   # -detached returns before the node registers with epmd: wait for it, then for boot.

@@ -71,8 +71,9 @@ def common_settings(d: Deployable) -> dict[str, str]:
     crm_common.config read these), before its own registry settings."""
     port = str(bus.CLUSTER_METRICS_PORT)
     if d.kind == "gateway":
-        return {"GATEWAY_ADDR": f"0.0.0.0:{d.grpc_port}", "METRICS_PORT": port, "LOG_LEVEL": "INFO"}
-    return {"METRICS_PORT": port,
+        return {"GATEWAY_ADDR": f"0.0.0.0:{d.grpc_port}", "METRICS_ADDR": "0.0.0.0", "METRICS_PORT": port,
+                "LOG_LEVEL": "INFO"}
+    return {"METRICS_ADDR": "0.0.0.0", "METRICS_PORT": port,
             "MONGODB_DATABASE": d.database,   # the database the service's MongoDB user may write
             "MAX_WORKERS": "10",
             "LOG_LEVEL": "INFO",
@@ -212,13 +213,17 @@ def overlay(reg: Registry, env: str) -> dict[Path, str]:
     generated = []
     for d in reg.deployables:
         amqp = f"amqp://{d.name}:{PLACEHOLDER}@{AMQP_HOST}/{AMQP_VHOST}"
-        credentials = [f"AMQP_URI={amqp}"]
+        credentials = [f"AMQP_URI={amqp}", f"CRM_INTERNAL_SECRET={PLACEHOLDER}-the-same-32-or-more-bytes-everywhere"]
         if d.kind == "service":
             credentials.append(f"MONGODB_URL=mongodb://{d.name}:{PLACEHOLDER}@{MONGODB_HOST}")
         generated.append((f"{d.name}-credentials", credentials))
         generated.append((f"{d.name}-rabbitmq-user", [f"username={d.name}", f"password={PLACEHOLDER}"]))
         if d.kind == "service":
             generated.append((f"{d.name}-mongodb-user", [f"password={PLACEHOLDER}"]))
+    # The gateway's auth files: no trusted keys and no API keys (a dev cluster's operator
+    # adds theirs, deploy/README.md).
+    generated.append(("gateway-auth", [f'jwks.json={{"keys": [], "{PLACEHOLDER}": "your identity provider\'s keys"}}',
+                                       f'api-keys.json={{"keys": [], "{PLACEHOLDER}": "python -m crm_gateway.api_keys"}}']))
     # Stable names (no hash suffix): the operators' resources refer to these Secrets by
     # name, which kustomize cannot rewrite inside custom resources.
     component["secretGenerator"] = [{"name": name, "literals": literals, "options": {"disableNameSuffixHash": True}}
@@ -226,7 +231,9 @@ def overlay(reg: Registry, env: str) -> dict[Path, str]:
     intro = ("Every deployable's image, built on this machine (`make images`) and loaded into the\n"
              "cluster, never pulled (the localhost/ prefix is how Podman names local images too); and\n"
              f"placeholder Secrets, {PLACEHOLDER} the password of every account: consistent, so the stack\n"
-             "runs, and obviously not for anything reachable. Each deployable reads <name>-credentials;\n"
+             "runs, and obviously not for anything reachable. Each deployable reads <name>-credentials\n"
+             "(CRM_INTERNAL_SECRET: the same in all of them), the gateway also gateway-auth (no trusted\n"
+             "keys yet: add yours);\n"
              "the rabbitmq and mongodb components create the users from <name>-rabbitmq-user and\n"
              "<service>-mongodb-user.\n")
     return {Path("overlays/dev/deployables/kustomization.yaml"): _file(intro, component)}

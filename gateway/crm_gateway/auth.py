@@ -76,8 +76,11 @@ class KeySet:
             return
         if stamp != self._stamp:
             self._stamp = stamp
-            with open(self.file, encoding="utf-8") as f:
-                self._load(f.read())
+            try:
+                with open(self.file, encoding="utf-8") as f:
+                    self._load(f.read())
+            except (OSError, ValueError, jwt.PyJWTError) as exc:   # an empty or broken set: trust nothing new
+                log.error("signing keys in %s not usable: %s", self.file, exc)
 
     def _fetch(self) -> None:
         with urllib.request.urlopen(self.url, timeout=5) as response:

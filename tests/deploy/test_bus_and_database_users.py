@@ -100,4 +100,6 @@ def test_the_dev_placeholders_match_the_accounts_they_stand_for(rendered):
             assert urlsplit(credentials["MONGODB_URL"]).username == d.name
             assert set(_secret(objects, f"{d.name}-mongodb-user")) == {"password"}
         else:
-            assert set(credentials) == {"AMQP_URI"}
+            assert set(credentials) == {"AMQP_URI", "CRM_INTERNAL_SECRET"}
+    internal = {_secret(objects, f"{d.name}-credentials")["CRM_INTERNAL_SECRET"] for d in REGISTRY.deployables}
+    assert len(internal) == 1 and len(internal.pop()) >= 32   # one value everywhere, long enough to start

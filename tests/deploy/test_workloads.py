@@ -70,6 +70,10 @@ def test_with_keda_the_services_keep_their_registry_maximum(objects):
         assert high == service.replicas[1] and 1 <= low <= high, f"{service.name}: {low}..{high}"
 
 
+# The gateway's settings base/kustomization.yaml sets for every cluster.
+CLUSTER_VALUES = {"GATEWAY_GRACE", "AUTH_JWKS_FILE", "AUTH_API_KEYS_FILE"}
+
+
 def test_each_configmap_holds_the_common_settings_and_the_registry_settings(base):
     """Every key of a deployable's ConfigMap is a setting the process reads: what every
     deployable of its kind gets, and the registry's `settings` (their defaults as values)."""
@@ -77,10 +81,10 @@ def test_each_configmap_holds_the_common_settings_and_the_registry_settings(base
     for d in REGISTRY.deployables:
         data = maps[f"{d.name}-config"]
         for key, default in d.settings.items():
-            if d.kind == "gateway" and key == "GATEWAY_GRACE":
-                continue   # raised for the cluster in base/kustomization.yaml
+            if d.kind == "gateway" and key in CLUSTER_VALUES:
+                continue   # set for the cluster in base/kustomization.yaml
             assert data.get(key) == default, f"{d.name}-config {key}={data.get(key)!r}, the registry says {default!r}"
-        common = {"METRICS_PORT", "LOG_LEVEL"} | ({"GATEWAY_ADDR"} if d.kind == "gateway" else
+        common = {"METRICS_ADDR", "METRICS_PORT", "LOG_LEVEL"} | ({"GATEWAY_ADDR"} if d.kind == "gateway" else
                                                  {"MONGODB_DATABASE", "MAX_WORKERS", "HANDLED_EVENTS_RETENTION_DAYS"})
         assert set(data) == common | set(d.settings), f"{d.name}-config: {sorted(set(data) ^ (common | set(d.settings)))}"
         if d.kind == "service":
@@ -96,5 +100,6 @@ def test_every_deployment_reads_its_own_configmap_and_credentials(objects):
             secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env") or [] if "valueFrom" in e}
             assert secrets == {f"{name}-credentials"}
             keys = {e["name"] for e in container.get("env") or [] if "valueFrom" in e}
-            wanted = {"AMQP_URI"} | ({"MONGODB_URL"} if REGISTRY.deployable(name).kind == "service" else set())
+            wanted = {"AMQP_URI", "CRM_INTERNAL_SECRET"} | ({"MONGODB_URL"} if REGISTRY.deployable(name).kind == "service"
+                                                           else set())
             assert keys == wanted, f"{name} reads {sorted(keys)} from its Secret"

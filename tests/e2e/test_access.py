@@ -173,3 +173,33 @@ def test_skipping_the_gateway_meets_the_same_rules(stack, connect):
     assert rpc_call(stack.amqp_uri, "contacts", "get_contact", get, timeout=10,
                     token=stack.internal_token("sales_rep", subject="user:dana"))["id"] == mine.id
     assert rpc_call(stack.amqp_uri, "contacts", "ping", timeout=10)["ok"] is True   # readiness stays open
+
+
+def _listening() -> dict[int, set[str]]:
+    """Port -> the addresses something listens on (/proc/net/tcp and tcp6, state 0A; an
+    IPv4-mapped IPv6 address, as gRPC binds, counts as its IPv4 address)."""
+    import ipaddress
+
+    found: dict[int, set[str]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":
+                continue
+            ip_hex, port_hex = fields[1].split(":")
+            raw = b"".join(bytes.fromhex(ip_hex[i:i + 8])[::-1] for i in range(0, len(ip_hex), 8))
+            ip = ipaddress.ip_address(raw)
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+                ip = ip.ipv4_mapped
+            found.setdefault(int(port_hex, 16), set()).add(str(ip))
+    return found
+
+
+def test_every_local_listener_binds_loopback_and_metrics_answer_only_their_paths(stack):
+    from helpers import probe
+    ports = [int(stack.gateway_addr.rsplit(":", 1)[1]), *stack.metrics_ports.values(), 5682, 25682, 27217]
+    listening = _listening()
+    for port in ports:
+        assert listening.get(port) == {"127.0.0.1"}, (port, listening.get(port))
+    assert probe(stack.metrics_ports["contacts"], "/metrics") == 200
+    assert probe(stack.metrics_ports["contacts"], "/anything-else") == 404

@@ -41,6 +41,11 @@ def metrics_port(default: int = 0) -> int:
     return int(env("METRICS_PORT", str(default)) or 0)
 
 
+def metrics_addr() -> str:
+    """Where ``/metrics`` listens: loopback unless ``METRICS_ADDR`` says otherwise."""
+    return env("METRICS_ADDR", "127.0.0.1")
+
+
 def log_level() -> str:
     return env("LOG_LEVEL", "INFO").upper()
 

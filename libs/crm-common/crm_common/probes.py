@@ -18,6 +18,8 @@ import threading
 from typing import Callable
 
 from prometheus_client import make_wsgi_app
+
+from . import config
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 from wsgiref.simple_server import make_server
 
@@ -68,7 +70,9 @@ def _app(environ, start_response, _metrics=make_wsgi_app()):
         if problems:
             return _text(start_response, "503 Service Unavailable", "\n".join(problems) + "\n")
         return _text(start_response, "200 OK", "ready\n")
-    return _metrics(environ, start_response)
+    if path == "/metrics":
+        return _metrics(environ, start_response)
+    return _text(start_response, "404 Not Found", "only /metrics, /healthz and /readyz here\n")
 
 
 def _text(start_response, status: str, body: str):
@@ -78,8 +82,10 @@ def _text(start_response, status: str, body: str):
     return [data]
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> None:
-    """Start the endpoint on ``port`` once per process (0 = disabled)."""
+def serve(port: int, addr: str | None = None) -> None:
+    """Start the endpoint on ``port`` once per process (0 = disabled), on ``METRICS_ADDR``
+    (loopback unless configured: a cluster's pods set 0.0.0.0 for Prometheus)."""
+    addr = addr or config.metrics_addr()
     with _lock:
         if not port or port in _servers:
             return
