@@ -34,7 +34,7 @@ from .api_keys import API_KEY_PREFIX, ApiKeys
 
 log = logging.getLogger(__name__)
 
-HOW = "send 'authorization: Bearer <token>' (README: Getting a token)"
+HOW = "send 'authorization: Bearer <token>' (README: Who may call)"
 _REFETCH_SECONDS = 10.0     # at most one JWKS fetch per this, whatever tokens arrive
 _CACHE_SIZE = 10_000
 

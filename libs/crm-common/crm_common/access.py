@@ -118,7 +118,7 @@ class Policy:
             return None
         if principal is None:
             raise Unauthenticated(f"{service}.{method} needs credentials: send 'authorization: Bearer <token>' "
-                                  "(README: Getting a token)")
+                                  "(README: Who may call)")
         scope = self.scope(principal, permission)
         if scope is None:
             holders = [r.name for r in self.roles.values() if permission in r.grants or "*" in r.grants]
