@@ -24,6 +24,7 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pika
@@ -56,7 +57,7 @@ class Stack:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)   # more environment for every process
 
-    @property
+    @cached_property
     def auth(self) -> devauth.DevAuth:
         """The stack's local keys and secret (created by `up`, kept across restarts)."""
         return devauth.init(self.run_dir / "auth")

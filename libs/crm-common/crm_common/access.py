@@ -231,7 +231,7 @@ def mint(principal: Principal, secret: str, ttl: float = INTERNAL_TTL_SECONDS) -
 
 class InternalTokens:
     """Verifies internal tokens (with a small cache: the gateway reuses one per principal
-    for a while, so most calls are a dict lookup) and mints them for a service itself."""
+    for a while, so most calls are a dict lookup)."""
 
     def __init__(self, secret: str, cache_size: int = 4096):
         self.secret = check_secret(secret)
@@ -261,13 +261,11 @@ class InternalTokens:
         self._verified[token] = (principal, float(claims["exp"]) - 30)
         return principal
 
-    def for_service(self, name: str) -> str:
-        return mint(Principal(f"service:{name}", (SERVICE_ROLE,), kind="service", via=name), self.secret)
-
 
 class TokenCache:
-    """The gateway's side: one internal token per principal, reused until it is half-way
-    to its expiry (minting is an HMAC, cheap, but not free at thousands of calls/s)."""
+    """The minting side (the gateway; a service for its own timers and handlers): one
+    internal token per principal, reused until it is half-way to its expiry (minting is an
+    HMAC, cheap, but not free at thousands of calls/s)."""
 
     def __init__(self, secret: str, ttl: float = INTERNAL_TTL_SECONDS):
         self.secret = check_secret(secret)

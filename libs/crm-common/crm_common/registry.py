@@ -142,7 +142,7 @@ class Registry:
 
     def grpc_routes(self) -> dict[str, str]:
         """Public gRPC service full name -> the nameko service that backs it."""
-        return {grpc: s.name for s in self.services for grpc in s.grpc}
+        return {grpc: s.name for grpc, s in self.grpc_backers().items()}
 
     def grpc_backers(self) -> dict[str, "Deployable"]:
         """Public gRPC service full name -> the service that backs it."""

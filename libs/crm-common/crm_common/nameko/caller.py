@@ -12,8 +12,6 @@ carries it (nameko propagates context data to outgoing calls).
 """
 from __future__ import annotations
 
-import time
-
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 
@@ -52,20 +50,16 @@ class CallerView:
 
 class Caller(DependencyProvider):
     def setup(self) -> None:
-        self.tokens = access.InternalTokens(str(self.container.config.get("CRM_INTERNAL_SECRET") or ""))
+        secret = str(self.container.config.get("CRM_INTERNAL_SECRET") or "")
+        self.tokens = access.InternalTokens(secret)
         self.policy = access.policy()
-        self._own: tuple[str, float] | None = None
-
-    def own_token(self) -> str:
-        now = time.time()
-        if self._own is None or self._own[1] < now:
-            self._own = (self.tokens.for_service(self.container.service_name),
-                         now + access.INTERNAL_TTL_SECONDS / 2)
-        return self._own[0]
+        name = self.container.service_name
+        self._own = access.TokenCache(secret)
+        self._self = access.Principal(f"service:{name}", (access.SERVICE_ROLE,), kind="service", via=name)
 
     def worker_setup(self, worker_ctx) -> None:
         if not isinstance(worker_ctx.entrypoint, Rpc) and access.CONTEXT_KEY not in worker_ctx.context_data:
-            worker_ctx.context_data[access.CONTEXT_KEY] = self.own_token()
+            worker_ctx.context_data[access.CONTEXT_KEY] = self._own.token(self._self)
 
     def get_dependency(self, worker_ctx) -> CallerView:
         return CallerView(self, worker_ctx)
