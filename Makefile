@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 
-.PHONY: help install deps infra-install proto up down status demo test test-unit test-integration test-e2e k8s-check \
+.PHONY: help install deps infra-install proto up down status demo test fuzz test-unit test-integration test-e2e k8s-check \
         k8s-generate new-service docs images token grpcurl bench logs clean
 
 help: ## list the workflows
@@ -43,6 +43,9 @@ demo: ## (re)load demo data into a running CRM (idempotent)
 
 test: install ## the whole suite: unit, integration (real broker + database), end-to-end (through the gateway)
 	@scripts/test.sh
+
+fuzz: install ## generated requests to every public RPC, with and without credentials: none may be INTERNAL/UNKNOWN (FUZZ_EXAMPLES per RPC, default 300; FUZZ_SEED)
+	@scripts/test.sh fuzz
 
 test-unit: ## unit tests only (no I/O)
 	@scripts/test.sh unit

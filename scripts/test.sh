@@ -2,7 +2,7 @@
 # The whole test suite: unit, deploy (rendered Kubernetes manifests, no cluster: make
 # k8s-check), integration (in-process nameko under eventlet, real broker and database),
 # end-to-end (a private stack driven through the gRPC gateway).
-#   scripts/test.sh [unit|deploy|integration|e2e]...   (default: all four)
+#   scripts/test.sh [unit|deploy|integration|e2e|fuzz]...   (default: the first four)
 # Starts the local infrastructure if it is not running and stops it again afterwards.
 # A user-supplied AMQP_URI / MONGODB_URL is used instead of the local infrastructure.
 set -uo pipefail
@@ -42,6 +42,10 @@ for s in "${suites[@]}"; do
       run integration .venv/bin/nameko test tests/integration -q --ignore=tests/integration/gateway \
         --ignore=tests/integration/database ;;
     e2e)         run e2e .venv/bin/pytest -p no:pytest_nameko tests/e2e -q ;;
+    # the property test of every public RPC, longer and with a fresh seed (make fuzz)
+    fuzz)        export FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-300}" FUZZ_SEED="${FUZZ_SEED:-$RANDOM}"
+                 echo "fuzz: $FUZZ_EXAMPLES examples per RPC, FUZZ_SEED=$FUZZ_SEED (set it to replay a run)"
+                 run fuzz .venv/bin/pytest -p no:pytest_nameko tests/e2e/test_fuzz.py -q ;;
     *) echo "unknown suite: $s" >&2; exit 2 ;;
   esac
 done

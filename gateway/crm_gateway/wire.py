@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm_common import clock
+from crm_common.errors import InvalidArgument
 
 _MSG = FieldDescriptor.CPPTYPE_MESSAGE
 _ENUM = FieldDescriptor.CPPTYPE_ENUM
@@ -95,7 +96,7 @@ def _value_out(field: FieldDescriptor) -> Callable[[Any], Any] | None:
         if special is not None:
             return special[0]
         desc = field.message_type
-        return lambda m: to_dict(m, desc)
+        return lambda m: _to_dict(m, desc)
     if field.cpp_type == _ENUM:
         names = {v.number: v.name for v in field.enum_type.values}
         return lambda n: names.get(n, n)
@@ -118,7 +119,25 @@ def _plan_out(desc: Descriptor) -> tuple:
     return tuple(plan)
 
 
+class _Unrepresentable(ValueError):
+    """A value the wire form cannot hold (a Timestamp outside years 1-9999, nanos out of
+    range), with the path of fields down to it."""
+
+    def __init__(self, path: list[str], reason: str):
+        super().__init__(reason)
+        self.path, self.reason = path, reason
+
+
 def to_dict(msg: Message, desc: Descriptor | None = None) -> dict[str, Any]:
+    """The request as keyword arguments. A value that cannot be represented is
+    InvalidArgument naming its field (``contact.updated_at``), never an internal error."""
+    try:
+        return _to_dict(msg, desc)
+    except _Unrepresentable as exc:
+        raise InvalidArgument.field(".".join(exc.path), exc.reason) from None
+
+
+def _to_dict(msg: Message, desc: Descriptor | None = None) -> dict[str, Any]:
     desc = desc or msg.DESCRIPTOR
     plan = _OUT.get(desc.full_name)
     if plan is None:
@@ -126,14 +145,19 @@ def to_dict(msg: Message, desc: Descriptor | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, shape, conv in plan:
         value = getattr(msg, name)
-        if shape == "plain":
-            out[name] = value if conv is None else conv(value)
-        elif shape == "optional":
-            out[name] = (value if conv is None else conv(value)) if msg.HasField(name) else None
-        elif shape == "list":
-            out[name] = list(value) if conv is None else [conv(v) for v in value]
-        else:
-            out[name] = dict(value) if conv is None else {k: conv(v) for k, v in value.items()}
+        try:
+            if shape == "plain":
+                out[name] = value if conv is None else conv(value)
+            elif shape == "optional":
+                out[name] = (value if conv is None else conv(value)) if msg.HasField(name) else None
+            elif shape == "list":
+                out[name] = list(value) if conv is None else [conv(v) for v in value]
+            else:
+                out[name] = dict(value) if conv is None else {k: conv(v) for k, v in value.items()}
+        except _Unrepresentable as exc:
+            raise _Unrepresentable([name, *exc.path], exc.reason) from None
+        except (ValueError, OverflowError) as exc:   # protobuf's own check says what is wrong
+            raise _Unrepresentable([name], str(exc)) from None
     return out
 
 

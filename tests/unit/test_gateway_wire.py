@@ -4,9 +4,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 subprocess.run([str(Path(__file__).resolve().parents[2] / "scripts" / "gen-proto.sh")], check=True)
 
 from crm.v1 import common_pb2, contacts_pb2, diagnostics_pb2, loyalty_pb2  # noqa: E402
+from crm_common.errors import InvalidArgument  # noqa: E402
 from crm_gateway import wire  # noqa: E402
 
 CONTACT = {
@@ -77,3 +80,13 @@ def test_lists_of_messages_round_trip():
     assert [c.id for c in res.contacts] == ["con_1", "con_1"] and res.next_page_token == "t"
     again = wire.fill(contacts_pb2.SearchContactsResponse(), wire.to_dict(res))
     assert again == res
+
+
+@pytest.mark.parametrize("field,value,reason", [("seconds", -2**63, "Seconds"), ("seconds", 253402300800, "Seconds"),
+                                                ("nanos", -1, "Nanos"), ("nanos", 10**9, "Nanos")])
+def test_a_timestamp_outside_what_it_can_hold_is_invalid_argument_naming_its_field(field, value, reason):
+    req = contacts_pb2.CreateContactRequest()
+    setattr(req.contact.updated_at, field, value)
+    with pytest.raises(InvalidArgument) as exc:
+        wire.to_dict(req)
+    assert exc.value.violations[0]["field"] == "contact.updated_at" and reason in str(exc.value)

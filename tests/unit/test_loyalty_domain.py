@@ -325,3 +325,21 @@ def test_a_collided_change_answers_with_the_entry_that_exists():
     change = earn(st, 10, "b")
     answer = d.collided(st, change, change.result_entry_id)
     assert answer.duplicate_of == change.result_entry_id and answer.state.balance == 100 and answer.is_noop
+
+
+def test_an_earn_that_would_take_the_balance_over_the_maximum_is_refused_and_changes_nothing():
+    state = earn(member(), 1000, "r1").state
+    rich = d.MemberState(**{**state.__dict__, "balance": d.MAX_BALANCE - 5,
+                            "lots": [{**state.lots[0], "points": d.MAX_BALANCE - 5, "remaining": d.MAX_BALANCE - 5}]})
+    assert earn(rich, 2, "r2").state.balance == d.MAX_BALANCE - 1   # platinum by then: 2 x 2
+    with pytest.raises(FailedPrecondition, match="over the most a member may hold"):
+        earn(rich, 3, "r3")
+    assert rich.balance == d.MAX_BALANCE - 5
+
+
+@pytest.mark.parametrize("minor", [10**15 + 1, -(10**15) - 1, 2**63 - 1])
+def test_money_beyond_the_largest_amount_is_invalid_naming_the_field(minor):
+    with pytest.raises(InvalidArgument) as err:
+        Money.from_wire({"amount_minor": minor, "currency": "EUR"})
+    assert err.value.violations[0]["field"] == "amount.amount_minor"
+    assert Money.from_wire({"amount_minor": 10**15, "currency": "EUR"}).amount_minor == 10**15

@@ -9,6 +9,9 @@ from pydantic import AfterValidator
 from .contracts import Model, error, parse
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+# The largest amount, either sign, in minor units: ten trillion of a two-decimal currency.
+# Sums of many such amounts stay far inside MongoDB's int64.
+MAX_AMOUNT_MINOR = 10**15
 
 
 def _currency(value: str) -> str:
@@ -20,10 +23,16 @@ def _currency(value: str) -> str:
 Currency = Annotated[str, AfterValidator(_currency)]
 
 
+def _bounded(value: int) -> int:
+    if abs(value) > MAX_AMOUNT_MINOR:
+        raise error("amount_minor", f"must be between -{MAX_AMOUNT_MINOR} and {MAX_AMOUNT_MINOR} minor units")
+    return value
+
+
 class Money(Model):
     """``{"amount_minor": 1234, "currency": "EUR"}`` is EUR 12.34."""
 
-    amount_minor: int
+    amount_minor: Annotated[int, AfterValidator(_bounded)]
     currency: Currency
 
     @classmethod

@@ -35,6 +35,7 @@ TIER_WINDOW = timedelta(days=365)          # tiers count points earned in the ro
 DEFAULT_TTL = timedelta(days=365)          # how long earned points live (configurable)
 RECENT_REQUESTS_KEPT = 200                 # redemption request ids remembered on the member
 REVIEW_HEARTBEAT = timedelta(days=1)       # every member is reviewed at least this often
+MAX_BALANCE = 10**15                       # points a member may hold: far inside int64, whatever is added
 
 
 # -- ids -----------------------------------------------------------------------------
@@ -216,6 +217,10 @@ def earn(state: MemberState, contact_id: str, now: datetime, policy: Policy, *,
     change = _begin(state, contact_id, now)
     st = change.state
     points = points_for_purchase(amount.amount_minor, st.tier)
+    if st.balance + points > MAX_BALANCE:
+        raise FailedPrecondition(f"this purchase's {points} points would take the balance of {st.balance} over "
+                                 f"the most a member may hold ({MAX_BALANCE})",
+                                 {"balance": st.balance, "points": points})
     st.lots.append({"lot_id": lot_id, "source": source, "source_ref": source_ref, "points": points,
                     "remaining": points, "earned_at": now, "expires_at": now + policy.ttl})
     change.entries.append(_entry(st, contact_id, lot_id, "earn", points, now, source=source,
