@@ -218,6 +218,8 @@ class {camel}Service(CrmService):
         doc = domain.new_note(req, clock.now())
         staged = self.outbox.announce(NoteCreated(contact_id=doc["contact_id"], note_id=doc["_id"],
                                                   text=doc["text"], created_at=doc["created_at"]))
+        # who did it, with the after: written to this service's audit trail with the note
+        staged += self.outbox.audit("note", doc["_id"], "create", {{}}, note_view(doc), contact_id=doc["contact_id"])
         if self.store.insert_note(doc, staged):
             self.outbox.publish(self.store.notes, doc["_id"], staged)
         return note_view(self.store.get_note(doc["_id"]))

@@ -40,6 +40,7 @@ def test_every_public_grpc_method_has_a_permission_and_none_is_public():
             permission = POLICY.permission(backer.name, registry.snake_case(method.name))
             assert permission not in (None, access.PUBLIC), f"/{grpc_service}/{method.name}"
     assert POLICY.permission("gateway", "echo") == "diagnostics.echo"
+    assert POLICY.permission("gateway", "list_audit") == "audit.read"   # crm.v1.Audit/ListAudit
 
 
 def test_the_policy_names_only_real_rpcs_and_grants_only_real_permissions():

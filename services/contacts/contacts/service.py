@@ -9,11 +9,12 @@ claims (taken over later, see store) or a pending event (re-published by the rel
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from nameko.timer import timer
 from prometheus_client import Gauge
 
-from crm_common import clock, contracts
+from crm_common import audit, clock, contracts
 from crm_common.errors import InvalidArgument, PermissionDenied, VersionConflict
 from crm_common.ids import derived_id, new_id
 from crm_common.nameko.base import CrmService, rpc
@@ -31,6 +32,8 @@ from .views import company_view, contact_view, entry_view
 
 log = logging.getLogger(__name__)
 
+# What a contact's audit entries show the before and after of.
+AUDITED_FIELDS = (*domain.WRITABLE_FIELDS, "consents", "erased")
 CONTACTS_TOTAL = Gauge("crm_contacts", "Contacts (not erased) by lifecycle stage", ["lifecycle_stage"])
 GAUGE_INTERVAL_SECONDS = 30
 
@@ -74,6 +77,14 @@ class ContactsService(CrmService):
             return access.principal.team
         return None
 
+    def _audit(self, contact_id: str, operation: str, before: dict, after: dict, *, values: bool = True) -> list:
+        """The audit entry to stage with a change of the contact (crm_common.audit): the
+        changed fields of its view before and after; an erasure names them, no values."""
+        old, new = audit.changed(before, after, AUDITED_FIELDS)
+        if not values:
+            old, new = ({k: audit.ERASED for k in d} for d in (old, new))
+        return self.outbox.audit("contact", contact_id, operation, old, new, contact_id=contact_id)
+
     def _check_company(self, company_id) -> None:
         if company_id and not self.store.company_exists(company_id):
             raise InvalidArgument.field("contact.company_id", f"no company {company_id}")
@@ -95,7 +106,7 @@ class ContactsService(CrmService):
                "consent_history": domain.consent_history_on_create(fields["consents"], now),
                "created_at": now, "updated_at": now, "version": 1}
         view = contact_view(doc)
-        staged = self.outbox.announce(ContactCreated(contact=view))
+        staged = self.outbox.announce(ContactCreated(contact=view)) + self._audit(contact_id, "create", {}, view)
         self.store.claim_keys(extra["dedup_keys"], contact_id, now)
         try:
             inserted = self.store.insert_contact(doc, staged)
@@ -136,7 +147,8 @@ class ContactsService(CrmService):
         keys = sets["dedup_keys"]
         after = {**merged, **sets, "version": doc["version"] + 1, "updated_at": now}
         view = contact_view(after)
-        staged = self.outbox.announce(ContactUpdated(contact=view, changed=sorted(set(new) - {"team"})))
+        staged = (self.outbox.announce(ContactUpdated(contact=view, changed=sorted(set(new) - {"team"})))
+                  + self._audit(contact_id, "update", contact_view(doc), view))
         claimed = self.store.claim_keys([k for k in keys if k not in old_keys], contact_id, now)
         try:
             self.store.update_contact(contact_id, doc["version"], sets, staged, now)
@@ -175,7 +187,8 @@ class ContactsService(CrmService):
                  "version": doc["version"] + 1, "updated_at": now}
         staged = self.outbox.announce(ConsentChanged(
             contact_id=doc["_id"], channel=channel, granted=req.granted, source=req.source, at=now,
-            display_name=doc.get("display_name")))
+            display_name=doc.get("display_name"))) + self._audit(doc["_id"], "set_consent", contact_view(doc),
+                                                                 contact_view(after))
         self.store.update_contact(doc["_id"], doc["version"], {f"consents.{channel}": consent,
                                                                "consent_history": history}, staged, now)
         self._publish(doc["_id"], staged)
@@ -205,13 +218,19 @@ class ContactsService(CrmService):
         self.store.mark_erased(doc["_id"], now)   # first: facts stored from now on are blanked
         if not doc.get("erased"):
             sets = domain.anonymized_fields(now)
-            staged = self.outbox.announce(ContactErased(contact_id=doc["_id"]))
+            erased = {**doc, **sets}
+            staged = self.outbox.announce(ContactErased(contact_id=doc["_id"])) + self._audit(
+                doc["_id"], "erase", contact_view(doc), contact_view(erased), values=False)
             self.store.update_contact(doc["_id"], doc["version"], sets, staged, now)
             self.store.sync_terms(doc["_id"], doc.get("search_terms") or (), ())
             doc = {**doc, **sets, "version": doc["version"] + 1, "updated_at": now}
             self._publish(doc["_id"], staged, terms_of=doc["version"])
         # Also finishes an erase interrupted after its first write; harmless twice.
         self.store.anonymize_entries(doc["_id"], now)
+        # Audit entries a crash left staged are written first (the relay's work, now), so
+        # none lands with personal values after this.
+        self.outbox.relay(self.store.contacts, older_than=timedelta(0))
+        audit.anonymize(self.store.db, doc["_id"])
         self.store.release_all_keys(doc["_id"])
         return contact_view(doc)
 

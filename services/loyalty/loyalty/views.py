@@ -14,7 +14,8 @@ def entry_view(entry: dict[str, Any]) -> dict[str, Any]:
     return {"id": entry["_id"], "contact_id": entry["contact_id"], "kind": entry["kind"],
             "points": entry["points"], "balance_after": entry["balance_after"], "source": entry.get("source"),
             "source_ref": entry.get("source_ref"), "reason": entry.get("reason"), "amount": entry.get("amount"),
-            "occurred_at": clock.to_iso(entry["occurred_at"])}
+            "occurred_at": clock.to_iso(entry["occurred_at"]), "principal": entry.get("principal") or "",
+            "request_id": entry.get("request_id") or ""}
 
 
 def member_view(member, now: datetime) -> dict[str, Any]:

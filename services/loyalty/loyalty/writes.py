@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from crm_common import clock
 from crm_common.errors import CrmError, VersionConflict
@@ -40,6 +40,8 @@ class _Queued:
 
     op: Op
     started: float
+    principal: Any = None          # who asked, and in which request: for its audit entries
+    request_id: str | None = None
     result: Written | None = None
     error: BaseException | None = None
     finished: bool = False
@@ -81,7 +83,7 @@ class MemberWrites:
         write for all the changes, one ledger insert, the publishes. Uncontended, that is
         a read and a write; a burst for one member costs a write per batch, not a storm
         of lost races."""
-        me = _Queued(op, time.monotonic())
+        me = _Queued(op, time.monotonic(), self.outbox.principal, self.outbox.correlation_id)
         with self.locks.hold(contact_id, me) as turn:
             attempts = 0
             while not me.finished:
@@ -122,6 +124,9 @@ class MemberWrites:
             if change is None or change.is_noop:
                 q.finish(Written(change, member))
                 continue
+            for entry in change.entries:   # the ledger is the points' audit trail: who asked, in which request
+                entry["principal"] = q.principal.subject if q.principal else ""
+                entry["request_id"] = q.request_id or ""
             applied.append((q, change))
             member = Member(contact_id, member.version if member else 0, change.state,
                             member.display_name if member else None, member.erased if member else False)

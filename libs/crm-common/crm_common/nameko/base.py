@@ -12,7 +12,7 @@ from typing import Any, Callable
 from nameko.dependency_providers import Config
 from nameko.timer import timer
 
-from .. import contracts, metrics
+from .. import audit, contracts, metrics, paging
 from ..errors import CrmError, InvalidArgument
 from . import idempotency
 from .entrypoints import CrmRpc
@@ -117,6 +117,14 @@ class CrmService:
         if delay:
             time.sleep(min(float(delay), MAX_ECHO_DELAY))
         return payload
+
+    @rpc(audit.ListAudit)
+    def list_audit(self, req: audit.ListAudit):
+        """This service's audit trail (crm_common.audit), newest first."""
+        cursor = paging.decode(req.page_token, id=str)
+        docs = audit.page(self.store.db, req, cursor and cursor["id"])
+        page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
+        return {"entries": [audit.view(d) for d in page], "next_page_token": token}
 
     @rpc
     def replay_parked_events(self, limit=100):

@@ -12,10 +12,16 @@ carries it (nameko propagates context data to outgoing calls).
 """
 from __future__ import annotations
 
+import logging
+
 from nameko.extensions import DependencyProvider
+from pymongo.errors import PyMongoError
 from nameko.rpc import Rpc
 
-from .. import access
+from .. import access, audit
+from ..errors import PermissionDenied, Unauthenticated
+
+log = logging.getLogger(__name__)
 
 
 class CallerView:
@@ -33,13 +39,27 @@ class CallerView:
         policy = self._provider.policy
         if policy.permission(service, method) == access.PUBLIC:
             return None
-        principal = self._provider.tokens.verify(self._worker_ctx.context_data.get(access.CONTEXT_KEY))
-        self.access = policy.authorize(principal, service, method)
+        principal = None
+        try:
+            principal = self._provider.tokens.verify(self._worker_ctx.context_data.get(access.CONTEXT_KEY))
+            self.access = policy.authorize(principal, service, method)
+        except (Unauthenticated, PermissionDenied) as denied:
+            stack = list(getattr(self._worker_ctx, "call_id_stack", None) or [])
+            try:
+                audit.record_denied(self._worker_ctx.service.store.db, service=service, method=method,
+                                    principal=principal, reason=str(denied), request_id=stack[0] if stack else None)
+            except PyMongoError as exc:   # the refusal stands; only its record is lost
+                log.warning("refused call to %s.%s not recorded: %s", service, method, exc)
+            raise
         return self.access
 
     @property
     def principal(self) -> access.Principal | None:
-        return self.access.principal if self.access else None
+        """The authorized caller of an RPC; for a timer or an event handler, the service
+        itself; None for a public RPC."""
+        if self.access is not None:
+            return self.access.principal
+        return None if isinstance(self._worker_ctx.entrypoint, Rpc) else self._provider.own
 
     def mask(self, result):
         """``result`` with personal fields masked when the caller's roles may not see them."""
@@ -55,11 +75,11 @@ class Caller(DependencyProvider):
         self.policy = access.policy()
         name = self.container.service_name
         self._own = access.TokenCache(secret)
-        self._self = access.Principal(f"service:{name}", (access.SERVICE_ROLE,), kind="service", via=name)
+        self.own = access.Principal(f"service:{name}", (access.SERVICE_ROLE,), kind="service", via=name)
 
     def worker_setup(self, worker_ctx) -> None:
         if not isinstance(worker_ctx.entrypoint, Rpc) and access.CONTEXT_KEY not in worker_ctx.context_data:
-            worker_ctx.context_data[access.CONTEXT_KEY] = self._own.token(self._self)
+            worker_ctx.context_data[access.CONTEXT_KEY] = self._own.token(self.own)
 
     def get_dependency(self, worker_ctx) -> CallerView:
         return CallerView(self, worker_ctx)

@@ -9,7 +9,7 @@ import pymongo
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from .. import config, probes
+from .. import audit, config, probes
 from . import idempotency
 from .handlers import HANDLED
 
@@ -42,6 +42,7 @@ class MongoStore(DependencyProvider):
             ensure(self.db)
         self.db[HANDLED].create_index("handled_at")  # for pruning (crm_common.nameko.handlers)
         idempotency.ensure_indexes(self.db)
+        audit.ensure_indexes(self.db)
         self._check_name = f"{self.container.service_name}.database"
         probes.add_check(self._check_name, self._ping)
 

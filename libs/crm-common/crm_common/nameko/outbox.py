@@ -11,28 +11,54 @@ from typing import Any
 
 from nameko.events import EventDispatcher
 from pymongo.collection import Collection
+from pymongo.errors import PyMongoError
 
-from .. import events, metrics, registry
+from .. import audit, events, metrics, registry
 from ..timeline import TIMELINE_FACT
 from .entrypoints import BROKER_ERRORS, timeline_exchange
 
 log = logging.getLogger(__name__)
 
+# What leaves staged items for the relay instead of failing a change already stored: the
+# broker (events) or the database (audit entries) unreachable.
+LEFT_FOR_RELAY = (*BROKER_ERRORS, PyMongoError)
+
 
 class Outbox:
-    """What a worker gets: build envelopes, publish the ones stored with a document."""
+    """What a worker gets: build envelopes (events, and audit entries), publish the ones
+    stored with a document: events to the bus, audit entries into the service's own
+    ``audit`` collection (crm_common.audit)."""
 
-    def __init__(self, source: str, dispatch, dispatch_timeline, correlation_id: str | None):
+    def __init__(self, source: str, dispatch, dispatch_timeline, correlation_id: str | None,
+                 record_audit=None, principal=None):
         self.source = source
         self._dispatch = dispatch
         self._dispatch_timeline = dispatch_timeline
+        self._record_audit = record_audit
+        self._principal = principal or (lambda: None)
         self.correlation_id = correlation_id
 
     def announce(self, event: events.Event, *, event_id: str | None = None) -> list[dict[str, Any]]:
         """The envelopes to stage for ``event`` (the event, and its timeline fact if any)."""
         return events.announce(event, source=self.source, correlation_id=self.correlation_id, event_id=event_id)
 
+    @property
+    def principal(self):
+        """The caller of this worker (None before it is authorized, or for a public RPC)."""
+        return self._principal()
+
+    def audit(self, record_type: str, record_id: str, operation: str, before: dict[str, Any],
+              after: dict[str, Any], *, contact_id: str | None = None) -> list[dict[str, Any]]:
+        """The audit entry to stage with a change (by this worker's caller, in this
+        request), as a list to add to the staged envelopes."""
+        return [audit.envelope(source=self.source, record_type=record_type, record_id=record_id,
+                               operation=operation, principal=self._principal(), before=before, after=after,
+                               correlation_id=self.correlation_id, contact_id=contact_id)]
+
     def _publish(self, envelope: dict[str, Any]) -> None:
+        if envelope["type"] == audit.AUDIT_RECORDED:
+            self._record_audit(envelope)
+            return
         if envelope["type"] == TIMELINE_FACT:
             self._dispatch_timeline(f"{self.source}.{envelope['data']['kind']}", envelope)
         else:
@@ -46,9 +72,9 @@ class Outbox:
         (crm_common.events.clear_staged), cleared in the same update."""
         try:
             events.publish_staged(collection, doc_id, staged, self._publish, also=also)
-        except BROKER_ERRORS as exc:
-            log.warning("%d event(s) of %s left in the outbox for the relay, broker unreachable (%s)",
-                        len(staged), doc_id, exc)
+        except LEFT_FOR_RELAY as exc:
+            log.warning("%d event(s) of %s left in the outbox for the relay, broker or database "
+                        "unreachable (%s)", len(staged), doc_id, exc)
             if also:
                 events.clear_staged(collection, doc_id, also)
 
@@ -63,9 +89,9 @@ class Outbox:
             for events_of_doc in staged.values():
                 for envelope in events_of_doc:
                     self._publish(envelope)
-        except BROKER_ERRORS as exc:
-            log.warning("events of %d document(s) left in the outbox for the relay, broker unreachable (%s)",
-                        len(staged), exc)
+        except LEFT_FOR_RELAY as exc:
+            log.warning("events of %d document(s) left in the outbox for the relay, broker or database "
+                        "unreachable (%s)", len(staged), exc)
             return
         events.clear_outboxes(collection, list(staged))
 
@@ -79,8 +105,8 @@ class Outbox:
 
         try:
             events.relay_pending(collection, publish, older_than=older_than)
-        except BROKER_ERRORS as exc:
-            log.warning("outbox relay paused, broker unreachable (%s)", exc)
+        except LEFT_FOR_RELAY as exc:
+            log.warning("outbox relay paused, broker or database unreachable (%s)", exc)
         if relayed:
             metrics.EVENTS_RELAYED.labels(self.source).inc(relayed)
         return relayed
@@ -113,4 +139,7 @@ class EventOutbox(EventDispatcher):
                                    extra_headers=headers)
 
         stack = list(getattr(worker_ctx, "call_id_stack", None) or [])
-        return Outbox(self.container.service_name, dispatch, dispatch_timeline, stack[0] if stack else None)
+        service = worker_ctx.service   # its store and caller are injected by the time anything is staged
+        return Outbox(self.container.service_name, dispatch, dispatch_timeline, stack[0] if stack else None,
+                      record_audit=lambda envelope: audit.record(service.store.db, envelope),
+                      principal=lambda: service.caller.principal)
