@@ -355,7 +355,9 @@ def test_expiry_consumes_oldest_first_and_publishes(loyalty):
     wait_for(lambda: clock.now() >= clock.from_iso(member["next_expiry"]["at"]), timeout=5)
     assert svc.expire_due_points() == {"expired_members": 1, "points": 20}
     assert svc.get_member(contact_id=cid)["balance"] == 0 and ledger_sum(db, cid) == 0
-    assert [e["kind"] for e in svc.list_ledger(contact_id=cid)["entries"]] == ["expire", "expire", "redeem", "earn", "earn"]
+    entries = svc.list_ledger(contact_id=cid)["entries"]
+    assert [e["kind"] for e in entries] == ["expire", "expire", "redeem", "earn", "earn"]
+    assert {e["principal"] for e in entries} == {"user:test-admin"}   # who asked, expiry included
 
 
 def test_expiry_with_two_replicas_racing_expires_each_lot_once(loyalty, start_service, rpc):
