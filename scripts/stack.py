@@ -100,13 +100,28 @@ class Stack:
             return None
 
     def start(self, name: str) -> None:
+        """Start ``name`` (a deployable), or ``name@N``: another replica of a service,
+        sharing its queues and database, on a metrics port of its own."""
+        deployable, _, replica = name.partition("@")
         (self.run_dir / "log").mkdir(parents=True, exist_ok=True)
         self.pidfile(name).parent.mkdir(parents=True, exist_ok=True)
         log = open(self.run_dir / "log" / f"{name}.log", "ab")
-        proc = subprocess.Popen(self.command(name), cwd=ROOT, env=self.environment(name),
+        env = self.environment(deployable)
+        if replica:
+            self.metrics_ports[name] = _free_port()
+            env["METRICS_PORT"] = str(self.metrics_ports[name])
+        proc = subprocess.Popen(self.command(deployable), cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         self.pidfile(name).write_text(str(proc.pid))
+
+    def start_replica(self, service: str, n: int = 2, timeout: float = 60) -> str:
+        """Another replica of ``service`` (as in a cluster: one queue, two consumers; its
+        timers run in both); returns its name for :meth:`stop`."""
+        name = f"{service}@{n}"
+        self.start(name)
+        self.wait_ready(name, timeout)
+        return name
 
     def stop(self, name: str, timeout: float = 15) -> None:
         pid = self.procs[name].pid if name in self.procs else self.running_pid(name)
@@ -132,7 +147,8 @@ class Stack:
                 self.wait_ready(name, timeout)
 
     def down(self) -> None:
-        for name in ["gateway", *reversed(services())]:
+        replicas = [name for name in self.procs if "@" in name]
+        for name in ["gateway", *replicas, *reversed(services())]:
             self.stop(name)
 
     # -- readiness ----------------------------------------------------------------
@@ -150,6 +166,8 @@ class Stack:
                     socket.create_connection((host, int(port)), timeout=1).close()
                     if self.metrics_ports.get(name):
                         _ready(self.metrics_ports[name])
+                elif "@" in name:   # a replica shares its service's queue: a ping proves nothing of it
+                    _ready(self.metrics_ports[name])
                 else:
                     rpc_ping(self.amqp_uri, name, timeout=2)
                 return
@@ -164,6 +182,12 @@ def _ready(port: int) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
         if response.status != 200:
             raise RuntimeError(f"/readyz answered {response.status}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _alive(pid: int) -> bool:
