@@ -81,14 +81,15 @@ def rpc_section(reg) -> list[str]:
     seen: set[str] = set()
     for svc in reg.services:
         cls = service_class(svc.module)
+        from crm_common.nameko.base import CrmService, rpc_methods
         out += [f"## {svc.name}", ""]
         if svc.grpc:
             out += [f"Public as {', '.join(f'`{g}`' for g in svc.grpc)}: `/crm.v1.<Service>/<Method>` calls "
                     f"`{svc.name}.<method>` (snake_case).", ""]
-        for name, member in sorted(vars(cls).items()):
-            model = getattr(member, "request_model", None)
-            if model is None:
-                continue
+        for name, member in rpc_methods(cls).items():
+            if name in rpc_methods(CrmService):
+                continue   # every service's own (list_audit ...): documented once, with the base
+            model = member.request_model
             camel = "".join(part.capitalize() for part in name.split("_"))
             out += [f"### `{name}`" + (f" (gRPC `{camel}`)" if svc.grpc else ""), ""]
             doc = _doc(member) or _doc(model)

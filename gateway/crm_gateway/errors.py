@@ -29,6 +29,7 @@ STATUS_TABLE: dict[type[BaseException], grpc.StatusCode] = {
     E.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     E.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     E.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    E.Unavailable: grpc.StatusCode.UNAVAILABLE,
     RpcTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
 }

@@ -18,6 +18,7 @@ from google.protobuf import descriptor_pool  # noqa: E402
 from crm_common import registry  # noqa: E402
 from crm_common.events import Event, declared_events  # noqa: E402
 from crm_common.registry import Subscription  # noqa: E402
+from crm_common.nameko.base import event_handlers, rpc_methods  # noqa: E402
 from crm_gateway.bridge import load_api  # noqa: E402
 
 load_api()
@@ -31,7 +32,7 @@ def service_class(name):
 
 
 def rpcs(cls) -> dict[str, type]:
-    return {name: member.request_model for name, member in vars(cls).items() if hasattr(member, "request_model")}
+    return {name: member.request_model for name, member in rpc_methods(cls).items()}
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -51,7 +52,7 @@ def test_handlers_are_the_declared_subscriptions(name):
     cls = service_class(name)
     handled = {Subscription(*getattr(m, "handles_event")) if getattr(m, "handles_event")[0] != "timeline"
                else Subscription.parse("timeline")
-               for m in vars(cls).values() if hasattr(m, "handles_event")}
+               for m in event_handlers(cls).values()}
     assert handled == set(REG.service(name).subscribes)
 
 

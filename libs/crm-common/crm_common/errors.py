@@ -84,10 +84,16 @@ class ResourceExhausted(CrmError):
     code = "RESOURCE_EXHAUSTED"
 
 
+class Unavailable(CrmError):
+    """Another service this call needs did not answer in time: retry later."""
+
+    code = "UNAVAILABLE"
+
+
 ERROR_TYPES: dict[str, type[CrmError]] = {
     cls.__name__: cls
     for cls in (CrmError, NotFound, AlreadyExists, VersionConflict, InvalidArgument,
-                FailedPrecondition, PermissionDenied, Unauthenticated, ResourceExhausted)
+                FailedPrecondition, PermissionDenied, Unauthenticated, ResourceExhausted, Unavailable)
 }
 
 

@@ -21,7 +21,7 @@ Collections:
 
 Uniqueness without transactions (FerretDB has none) and without unique indexes per array
 element (FerretDB's unique index covers a whole array; MongoDB's multikey one would do,
-but the code is one for both) — the claim protocol:
+but the code is one for both) — the claim protocol (crm_common.claims), here:
 
 1. *create*: claim every key (insert ``{_id: key, contact_id: new_id}``), then insert
    the contact (with ``dedup_keys`` and the staged ``contact_created`` event).
@@ -29,13 +29,8 @@ but the code is one for both) — the claim protocol:
    new ``dedup_keys``), then release the removed keys.
 3. *erase*: the version-guarded anonymizing write (``dedup_keys: []``), then release.
 
-A claim is *held* when its contact exists and lists the key in ``dedup_keys``. A claim
-that is not held is the leftover of a crash between two writes (or of a failed
-update) and is *stale*: the next request that wants the key takes it over with a
-conditional update on the old holder (two contenders cannot both win). To not steal
-the key from a request that is between its two writes right now, a non-held claim
-younger than ``domain.CLAIM_GRACE`` is still respected. Releases are conditional on
-the holder, so a late release never removes somebody else's claim.
+A claim is *held* when its contact exists and lists the key in ``dedup_keys``; a claim
+not held is stale and taken over, unless younger than ``domain.CLAIM_GRACE``.
 """
 from __future__ import annotations
 
@@ -49,6 +44,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from crm_common import clock
 from crm_common import events as ev
+from crm_common.claims import Claims, KeyHeld
 from crm_common.errors import AlreadyExists, FailedPrecondition, NotFound, VersionConflict
 from crm_common.ids import new_id
 
@@ -73,6 +69,7 @@ class ContactsStore:
         self.companies = db[COMPANIES]
         self.timeline = db[TIMELINE]
         self.terms = db[TERMS]
+        self.claims = Claims(self.keys, self._holds, holder_field="contact_id", grace=domain.CLAIM_GRACE)
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
@@ -244,57 +241,26 @@ class ContactsStore:
     # ------------------------------------------------------------------ dedup claims
 
     def claim_keys(self, keys: Iterable[str], contact_id: str, now: datetime) -> list[str]:
-        """Claim every key for ``contact_id`` (see the module docstring); returns the keys
-        newly claimed by this call. On a key held by another contact, releases what this
-        call claimed and raises AlreadyExists naming the field and the holder."""
-        claimed: list[str] = []
+        """Claim every key for ``contact_id`` (crm_common.claims); returns the keys newly
+        claimed by this call. On a key held by another contact, releases what this call
+        claimed and raises AlreadyExists naming the field and the holder."""
         try:
-            for key in keys:
-                if self._claim_one(key, contact_id, now):
-                    claimed.append(key)
-        except AlreadyExists:
-            self.release_keys(claimed, contact_id)
-            raise
-        return claimed
+            return self.claims.claim(keys, contact_id, now)
+        except KeyHeld as held:
+            raise AlreadyExists(
+                f"{domain.describe_key(held.key)} already belongs to contact {held.holder}",
+                {"existing_id": held.holder, "field": held.key.partition(':')[0] + "s", "key": held.key}) from None
 
-    def _claim_one(self, key: str, contact_id: str, now: datetime) -> bool:
-        for _ in range(5):
-            try:
-                self.keys.insert_one({"_id": key, "contact_id": contact_id, "claimed_at": now})
-                return True
-            except DuplicateKeyError:
-                pass
-            claim = self.keys.find_one({"_id": key})
-            if claim is None:
-                continue  # released meanwhile: try again
-            holder = claim.get("contact_id")
-            if holder == contact_id:
-                return False  # ours already (a retry, or a key the contact keeps)
-            if self._holds(holder, key) or (claim.get("claimed_at") and now - claim["claimed_at"] < domain.CLAIM_GRACE):
-                raise AlreadyExists(
-                    f"{domain.describe_key(key)} already belongs to contact {holder}",
-                    {"existing_id": holder, "field": key.partition(':')[0] + "s", "key": key})
-            # stale: a crash left it behind; take it over unless someone else just did
-            if self.keys.update_one({"_id": key, "contact_id": holder},
-                                    {"$set": {"contact_id": contact_id, "claimed_at": now}}).matched_count:
-                log.warning("took over stale dedup claim %s from %s for %s", key, holder, contact_id)
-                return True
-        raise AlreadyExists(f"{domain.describe_key(key)} is being claimed concurrently; retry",
-                            {"key": key})
-
-    def _holds(self, contact_id: Any, key: str) -> bool:
-        if not isinstance(contact_id, str):
-            return False
+    def _holds(self, contact_id: str, key: str) -> bool:
         doc = self.contacts.find_one({"_id": contact_id}, {"dedup_keys": 1})
         return doc is not None and key in (doc.get("dedup_keys") or [])
 
     def release_keys(self, keys: Iterable[str], contact_id: str) -> None:
-        for key in keys:
-            self.keys.delete_one({"_id": key, "contact_id": contact_id})
+        self.claims.release(keys, contact_id)
 
     def release_all_keys(self, contact_id: str) -> int:
         """Release every claim held by ``contact_id`` (erase: it keeps none)."""
-        return self.keys.delete_many({"contact_id": contact_id}).deleted_count
+        return self.claims.release_all(contact_id)
 
     # ------------------------------------------------------------------ companies
 

@@ -84,6 +84,19 @@ def _validated(fn: Callable, model: type[contracts.Request]) -> Callable:
     return entrypoint
 
 
+def rpc_methods(cls: type) -> dict[str, Callable]:
+    """Every RPC of a service class that validates a contract model, by name, inherited
+    ones included (a large service composes its entrypoints from one class per area)."""
+    return {name: member for name in dir(cls)
+            if hasattr(member := getattr(cls, name, None), "request_model")}
+
+
+def event_handlers(cls: type) -> dict[str, Callable]:
+    """Every ``@handles`` method of a service class, by name, inherited ones included."""
+    return {name: member for name in dir(cls)
+            if hasattr(member := getattr(cls, name, None), "handles_event")}
+
+
 class CrmService:
     """Base class. Subclasses set ``name``, a ``store = MongoStore(TheirStore)`` whose
     store exposes ``db``, and ``OUTBOX_COLLECTIONS``: the collections whose documents
