@@ -36,8 +36,8 @@ def expected(op: str, d: registry.Deployable, name: str) -> bool:
     subscribed = {sub.exchange() for sub in d.subscribes}
     if name in d.queues or name == registry.RPC_EXCHANGE:
         return True
-    if name == registry.events_exchange(d.name):
-        return op in ("configure", "write")
+    if name == registry.events_exchange(d.name):   # its own; read too when it consumes its own facts
+        return op in ("configure", "write") or (op == "read" and name in subscribed)
     if name == registry.TIMELINE_EXCHANGE:
         return (op in ("configure", "write") and d.timeline) or (op in ("configure", "read") and name in subscribed)
     if name in subscribed:

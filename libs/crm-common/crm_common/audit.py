@@ -86,11 +86,17 @@ def record_denied(db: Database, *, service: str, method: str, principal: Princip
     record(db, env)
 
 
-def anonymize(db: Database, contact_id: str) -> int:
-    """Every entry about the contact keeps which fields changed, not their values."""
+def anonymize(db: Database, contact_id: str, *, records: list[str] = ()) -> int:
+    """Every entry about the contact (and about ``records``, e.g. leads of that person
+    recorded before they were linked to the contact) keeps which fields changed, not
+    their values."""
     done = 0
-    for doc in db[AUDIT].find({"contact_id": contact_id, "anonymized": {"$ne": True}},
-                              {"before": 1, "after": 1}):
+    docs = [*db[AUDIT].find({"contact_id": contact_id}, {"before": 1, "after": 1, "anonymized": 1}),
+            *(db[AUDIT].find({"record_id": {"$in": list(records)}}, {"before": 1, "after": 1, "anonymized": 1})
+              if records else ())]
+    for doc in docs:
+        if doc.get("anonymized"):
+            continue
         db[AUDIT].update_one({"_id": doc["_id"]}, {"$set": {
             "before": {k: ERASED for k in doc.get("before") or {}},
             "after": {k: ERASED for k in doc.get("after") or {}}, "anonymized": True}})

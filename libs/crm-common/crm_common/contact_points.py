@@ -1,4 +1,4 @@
-"""Contact points (emails, phone numbers) normalized the same way in every service:
+"""Contact points (emails, phone numbers, company domains) normalized the same way in every service:
 contacts stores them, sales matches leads on them, marketing addresses audiences by them.
 
 * Emails are NFC, trimmed and lower-cased (local part included: the CRM treats
@@ -56,6 +56,17 @@ def is_domain(host: str) -> bool:
     labels = host.split(".")
     return (len(host) <= 253 and len(labels) >= 2 and all(_DOMAIN_LABEL.match(lbl) for lbl in labels)
             and bool(_TLD.match(labels[-1])))
+
+
+def normalize_domain(value: str) -> str:
+    """A company's domain: lower-cased host name (``https://`` and ``www.`` tolerated)."""
+    host = unicodedata.normalize("NFC", value).strip().lower()
+    for prefix in ("https://", "http://"):
+        host = host.removeprefix(prefix)
+    host = host.split("/")[0].removeprefix("www.").rstrip(".")
+    if not is_domain(host):
+        raise ValueError("must be a domain name such as example.com")
+    return host
 
 
 def strip_phone_noise(value: str) -> str:

@@ -101,17 +101,6 @@ def normalize_locale(value: str) -> str:
     return "-".join(out)
 
 
-def normalize_domain(value: str) -> str:
-    """A company's domain: lower-cased host name (``https://`` and ``www.`` tolerated)."""
-    host = unicodedata.normalize("NFC", value).strip().lower()
-    for prefix in ("https://", "http://"):
-        host = host.removeprefix(prefix)
-    host = host.split("/")[0].removeprefix("www.").rstrip(".")
-    if not contact_points.is_domain(host):
-        raise ValueError("must be a domain name such as example.com")
-    return host
-
-
 def _birthday(value: str | None) -> str | None:
     if value is None:
         return None
@@ -288,7 +277,7 @@ class ContactIn(Model):
 
 class CompanyIn(Tolerant):
     name: Text(NAME_MAX, required=True)
-    domain: Annotated[OptId, AfterValidator(lambda v: None if v is None else _reason(normalize_domain, v))] = None
+    domain: Annotated[OptId, AfterValidator(lambda v: None if v is None else _reason(contact_points.normalize_domain, v))] = None
     tags: Annotated[list[Tag] | None, Field(max_length=MAX_TAGS), AfterValidator(_tags)] = None
 
 
