@@ -24,5 +24,5 @@ def test_echo_returns_the_payload_from_each_running_service(channel, service):
 def test_echo_to_an_unknown_service_is_invalid_argument(channel):
     with pytest.raises(grpc.RpcError) as ei:
         diagnostics_pb2_grpc.DiagnosticsStub(channel).Echo(
-            diagnostics_pb2.EchoRequest(service="sales", payload=b"x"), timeout=10)
+            diagnostics_pb2.EchoRequest(service="billing", payload=b"x"), timeout=10)
     assert ei.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "service" in ei.value.details()
