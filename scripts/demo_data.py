@@ -16,6 +16,8 @@ import grpc
 from crm_gateway import client, devauth
 from crm.v1 import common_pb2, contacts_pb2, contacts_pb2_grpc, loyalty_pb2, loyalty_pb2_grpc
 
+import demo_sales
+
 GATEWAY = os.environ.get("GATEWAY_ADDR", "127.0.0.1:50051")
 
 # given, family, email local part, phone, locale, city, country, tags, stage, club member?
@@ -99,7 +101,8 @@ def main() -> int:
                 existing += 1
             if member:
                 earn_and_redeem(loyalty, contact_id, n, rnd)
-    print(f"demo data: {created} customers created, {existing} already there")
+        print(f"demo data: {created} customers created, {existing} already there")
+        print(demo_sales.load(plain, lambda subject, roles, team: devauth.init().mint(subject, roles, team)))
     return 0
 
 

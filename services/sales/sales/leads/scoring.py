@@ -80,7 +80,9 @@ def rule_points(rule: dict[str, Any], lead: dict[str, Any]) -> int:
     elif match == "contains_any":
         words = set(_WORD.findall(_fold(value)))
         text = _fold(value)
-        hit = any(v in words or (" " in v and v in text) for v in values)
+        # a value of one word matches a word of the text; a phrase (or a word with a joiner,
+        # as Persian writes "بنیان‌گذار") matches where it occurs
+        hit = any(v in words if _WORD.fullmatch(v) else v in text for v in values)
     elif match in ("at_least", "at_most"):
         if not isinstance(value, int) or isinstance(value, bool) or not value:
             return 0
