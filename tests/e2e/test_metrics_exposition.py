@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import monitoring_check   # scripts/, on sys.path through conftest
 from crm_common import registry
-from crm.v1 import contacts_pb2, loyalty_pb2
+from crm.v1 import contacts_pb2, loyalty_pb2, sales_pb2, sales_pb2_grpc
 from helpers import member_or_none, money, new_contact, stubs, wait_for
 
 PROCESSES = tuple(d.name for d in registry.load().deployables)
@@ -55,8 +55,8 @@ def promtool() -> str:
 def exercise(channel) -> None:
     """Traffic down every path the dashboards show: a consenting contact (contact_created
     handled by loyalty, member_enrolled handled by contacts), an explicit enrolment, an
-    earning that moves the tier, a redemption, and typed errors (NOT_FOUND,
-    FAILED_PRECONDITION)."""
+    earning that moves the tier, a redemption, a lead, a deal won and one lost, an order
+    paid and refunded, and typed errors (NOT_FOUND, FAILED_PRECONDITION)."""
     contacts, loyalty = stubs(channel)
     contact = new_contact(contacts, loyalty=True)
     wait_for(lambda: member_or_none(loyalty, contact.id))
@@ -66,6 +66,19 @@ def exercise(channel) -> None:
                                                      amount=money(150_000)), timeout=10)   # -> silver
     loyalty.RedeemPoints(loyalty_pb2.RedeemPointsRequest(contact_id=contact.id, points=10, reason="metrics"),
                          timeout=10)
+    sales = sales_pb2_grpc.SalesServiceStub(channel)
+    sales.CaptureLead(sales_pb2.CaptureLeadRequest(lead=sales_pb2.Lead(email=f"m.{uuid.uuid4().hex}@example.org"),
+                                                   channel="web_form"), timeout=10)
+    for close in (sales.WinDeal, sales.LoseDeal):
+        deal = sales.CreateDeal(sales_pb2.CreateDealRequest(deal=sales_pb2.Deal(
+            name="metrics", contact_id=contact.id, amount=money(1_000))), timeout=10)
+        close(sales_pb2.WinDealRequest(deal_id=deal.id) if close == sales.WinDeal
+              else sales_pb2.LoseDealRequest(deal_id=deal.id, reason="price"), timeout=10)
+    order = sales.PlaceOrder(sales_pb2.PlaceOrderRequest(
+        contact_id=contact.id, external_ref=f"metrics-{uuid.uuid4().hex}", channel="web", currency="EUR",
+        lines=[sales_pb2.OrderLine(sku="M-1", name="M", quantity=1, unit_price=money(500))]), timeout=10)
+    sales.PayOrder(sales_pb2.PayOrderRequest(order_id=order.id), timeout=10)
+    sales.RefundOrder(sales_pb2.RefundOrderRequest(order_id=order.id, reason="metrics"), timeout=10)
     for call in (lambda: loyalty.RedeemPoints(loyalty_pb2.RedeemPointsRequest(
                      contact_id=contact.id, points=1_000_000, reason="too much"), timeout=10),
                  lambda: contacts.GetContact(contacts_pb2.GetContactRequest(contact_id="con_missing"), timeout=10)):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from crm.v1 import contacts_pb2, contacts_pb2_grpc, sales_pb2, sales_pb2_grpc
 from helpers import money, new_contact, stubs, wait_for

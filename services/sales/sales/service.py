@@ -179,7 +179,14 @@ class SalesService(TeamEntrypoints, LeadEntrypoints, DealEntrypoints, ActivityEn
     @timer(interval=GAUGE_INTERVAL_SECONDS, eager=True)
     def update_gauges(self):
         open_deals = self.store.deals.matching({"status": "open"}, {})
-        value, weighted = forecast.open_value(open_deals, self.store.deals.all_pipelines())
+        pipelines = self.store.deals.all_pipelines()
+        value, weighted = forecast.open_value(open_deals, pipelines)
+        currency = str(self.config.get("SALES_DEFAULT_CURRENCY") or "EUR")
+        for pipeline in pipelines.values():   # every stage shows, 0 in the default currency when empty
+            for stage in pipeline["stages"]:
+                if not any(k[:2] == (pipeline["_id"], stage["id"]) for k in value):
+                    value[(pipeline["_id"], stage["id"], currency)] = 0
+        weighted = weighted or {currency: 0}
         PIPELINE_VALUE.clear()   # a stage emptied since the last round shows nothing, not its old value
         for (pipeline, stage, currency), amount in value.items():
             PIPELINE_VALUE.labels(pipeline, stage, currency).set(amount)

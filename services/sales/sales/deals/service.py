@@ -19,6 +19,8 @@ from . import domain, forecast
 from .views import deal_view, pipeline_view
 
 DEALS_CLOSED = Counter("crm_sales_deals_closed_total", "Deals won or lost", ["outcome"])
+for _outcome in ("won", "lost"):
+    DEALS_CLOSED.labels(_outcome)   # at zero from the start: increase() sees the first one
 AUDITED = ("name", "amount", "expected_close_date", "products", "company_id", "owner", "team", "stage_id", "status",
            "won", "lost")
 

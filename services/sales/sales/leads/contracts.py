@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from crm_common.contracts import Command, Id, Model, OptText, Page, Request, Text, Tolerant, error
+from crm_common.contracts import Command, Id, OptText, Page, Request, Text, Tolerant, error
 from crm_common.money import Money
 from crm_common.timeline import Kind
 

@@ -20,6 +20,8 @@ ORDER_CHANGES = Counter("crm_sales_orders_total", "Orders placed and moved, by t
 REVENUE = Counter("crm_sales_revenue_minor_total",
                   "Money of paid and of refunded orders, in minor units per currency (net = paid - refunded)",
                   ["currency", "kind"])
+for _status in ("placed", *domain.STAMP):
+    ORDER_CHANGES.labels(_status)   # at zero from the start: increase() sees the first one
 AUDITED = ("status", "payment_ref", "carrier", "tracking_ref")
 
 
