@@ -119,3 +119,33 @@ def test_points_changes_name_who_asked_in_the_ledger_even_when_served_in_a_batch
     by_entry = {e.id: e.principal for e in ledger if e.kind == "earn"}
     assert by_entry == {a.entry.id: f"user:lead-{i}" for i, a in enumerate(answers)}
     assert all(e.request_id.startswith("gateway.EarnPoints.") for e in ledger if e.kind == "earn")
+
+
+def test_a_record_owner_reads_the_trail_of_their_own_records_and_a_manager_their_teams(channel, connect):
+    from crm.v1 import sales_pb2, sales_pb2_grpc
+    from helpers import money
+
+    contact = new_contact(contacts_pb2_grpc.ContactsServiceStub(channel))
+    uma = connect("sales_rep", subject="uma-a", team="east")
+    deal = sales_pb2_grpc.SalesServiceStub(uma).CreateDeal(sales_pb2.CreateDealRequest(deal=sales_pb2.Deal(
+        name="Uma's", contact_id=contact.id, amount=money(100))), timeout=10)
+    sales_pb2_grpc.SalesServiceStub(uma).MoveDeal(sales_pb2.MoveDealRequest(deal_id=deal.id, stage_id="proposal"),
+                                                  timeout=10)
+
+    def sales_trail(ch, **request):
+        return list(audit_pb2_grpc.AuditStub(ch).ListAudit(
+            audit_pb2.ListAuditRequest(service="sales", **request), timeout=10).entries)
+
+    mine = sales_trail(uma, record_id=deal.id)
+    assert [e.operation for e in mine] == ["move", "create"]
+    assert all(e.record_id == deal.id for e in sales_trail(uma))      # nothing about records that are not hers
+    assert sales_trail(connect("sales_rep", subject="vic-a", team="east"), record_id=deal.id) == []
+    assert [e.operation for e in sales_trail(connect("sales_manager", subject="eve-a", team="east"),
+                                             record_id=deal.id)] == ["move", "create"]
+    assert sales_trail(connect("sales_manager", subject="wes-a", team="west"), record_id=deal.id) == []
+    code = None
+    try:
+        sales_trail(connect("marketer", subject="mo-a"), record_id=deal.id)
+    except grpc.RpcError as exc:
+        code = exc.code()
+    assert code is grpc.StatusCode.PERMISSION_DENIED

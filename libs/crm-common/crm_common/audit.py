@@ -29,7 +29,8 @@ ERASED = "[erased]"
 
 class ListAudit(Request, Page):
     """Entries newest first: of one record (``record_id``), of one principal
-    (``principal``, e.g. ``user:alice``), or all."""
+    (``principal``, e.g. ``user:alice``), or all; a reader whose scope is own (team) sees
+    the entries of records they (their team) own."""
 
     record_id: OptText(200) = None
     principal: OptText(200) = None
@@ -52,12 +53,15 @@ def _who(principal: Principal | None) -> dict[str, Any]:
 
 def envelope(*, source: str, record_type: str, record_id: str, operation: str, principal: Principal | None,
              before: dict[str, Any], after: dict[str, Any], correlation_id: str | None,
-             contact_id: str | None = None) -> dict[str, Any]:
-    """The envelope to stage with the change (values JSON-shaped: the record's view)."""
+             contact_id: str | None = None, owner: str | None = None, team: str | None = None) -> dict[str, Any]:
+    """The envelope to stage with the change (values JSON-shaped: the record's view).
+    ``owner``/``team``: the record's, for records that have one (the entry is then
+    readable by its owner, and by their team's manager: scopes own / team)."""
     return events.envelope(AUDIT_RECORDED, source=source, subject=record_id, subject_type=record_type,
                            correlation_id=correlation_id,
                            data={"operation": operation, "principal": _who(principal), "before": before,
-                                 "after": after, "contact_id": contact_id})
+                                 "after": after, "contact_id": contact_id, "owner": owner or None,
+                                 "team": team or None})
 
 
 def _entry(env: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +71,8 @@ def _entry(env: dict[str, Any]) -> dict[str, Any]:
             "record_type": env["subject_type"], "record_id": env["subject"], "operation": data["operation"],
             "principal": who["subject"], "roles": who["roles"], "via": who["via"],
             "request_id": env.get("correlation_id") or "",
-            "before": data["before"], "after": data["after"], "contact_id": data.get("contact_id")}
+            "before": data["before"], "after": data["after"], "contact_id": data.get("contact_id"),
+            "owner": data.get("owner"), "team": data.get("team")}
 
 
 def record(db: Database, env: dict[str, Any]) -> None:
@@ -108,11 +113,16 @@ def ensure_indexes(db: Database) -> None:
     db[AUDIT].create_index("record_id")
     db[AUDIT].create_index("principal")
     db[AUDIT].create_index("contact_id")
+    db[AUDIT].create_index("owner")      # a record owner's own entries (scope own)
+    db[AUDIT].create_index("team")       # ... their team's (scope team)
 
 
-def page(db: Database, req: ListAudit, after_id: str | None) -> list[dict[str, Any]]:
-    """Up to ``req.size + 1`` entries, newest first (ids are time-ordered), after ``after_id``."""
-    query: dict[str, Any] = {"_id": {"$lt": after_id} if after_id else {"$gt": ""}}
+def page(db: Database, req: ListAudit, after_id: str | None, scope: dict[str, Any] | None = None
+         ) -> list[dict[str, Any]]:
+    """Up to ``req.size + 1`` entries, newest first (ids are time-ordered), after
+    ``after_id``, within the reader's ``scope`` (crm_common.access: the entries of records
+    they own, or their team owns; every entry for scope all)."""
+    query: dict[str, Any] = {"_id": {"$lt": after_id} if after_id else {"$gt": ""}, **(scope or {})}
     if req.record_id:
         query["record_id"] = req.record_id
     if req.principal:

@@ -77,13 +77,15 @@ class ContactsService(CrmService):
             return access.principal.team
         return None
 
-    def _audit(self, contact_id: str, operation: str, before: dict, after: dict, *, values: bool = True) -> list:
-        """The audit entry to stage with a change of the contact (crm_common.audit): the
-        changed fields of its view before and after; an erasure names them, no values."""
+    def _audit(self, doc: dict, operation: str, before: dict, after: dict, *, values: bool = True) -> list:
+        """The audit entry to stage with a change of the contact ``doc`` (as stored after
+        it; crm_common.audit): the changed fields of its view before and after; an erasure
+        names them, no values. Its owner (and their team) may read it."""
         old, new = audit.changed(before, after, AUDITED_FIELDS)
         if not values:
             old, new = ({k: audit.ERASED for k in d} for d in (old, new))
-        return self.outbox.audit("contact", contact_id, operation, old, new, contact_id=contact_id)
+        return self.outbox.audit("contact", doc["_id"], operation, old, new, contact_id=doc["_id"],
+                                 owner=doc.get("owner"), team=doc.get("team"))
 
     def _check_company(self, company_id) -> None:
         if company_id and not self.store.company_exists(company_id):
@@ -106,7 +108,7 @@ class ContactsService(CrmService):
                "consent_history": domain.consent_history_on_create(fields["consents"], now),
                "created_at": now, "updated_at": now, "version": 1}
         view = contact_view(doc)
-        staged = self.outbox.announce(ContactCreated(contact=view)) + self._audit(contact_id, "create", {}, view)
+        staged = self.outbox.announce(ContactCreated(contact=view)) + self._audit(doc, "create", {}, view)
         self.store.claim_keys(extra["dedup_keys"], contact_id, now)
         try:
             inserted = self.store.insert_contact(doc, staged)
@@ -148,7 +150,7 @@ class ContactsService(CrmService):
         after = {**merged, **sets, "version": doc["version"] + 1, "updated_at": now}
         view = contact_view(after)
         staged = (self.outbox.announce(ContactUpdated(contact=view, changed=sorted(set(new) - {"team"})))
-                  + self._audit(contact_id, "update", contact_view(doc), view))
+                  + self._audit(after, "update", contact_view(doc), view))
         claimed = self.store.claim_keys([k for k in keys if k not in old_keys], contact_id, now)
         try:
             self.store.update_contact(contact_id, doc["version"], sets, staged, now)
@@ -187,7 +189,7 @@ class ContactsService(CrmService):
                  "version": doc["version"] + 1, "updated_at": now}
         staged = self.outbox.announce(ConsentChanged(
             contact_id=doc["_id"], channel=channel, granted=req.granted, source=req.source, at=now,
-            display_name=doc.get("display_name"))) + self._audit(doc["_id"], "set_consent", contact_view(doc),
+            display_name=doc.get("display_name"))) + self._audit(after, "set_consent", contact_view(doc),
                                                                  contact_view(after))
         self.store.update_contact(doc["_id"], doc["version"], {f"consents.{channel}": consent,
                                                                "consent_history": history}, staged, now)
@@ -220,7 +222,7 @@ class ContactsService(CrmService):
             sets = domain.anonymized_fields(now)
             erased = {**doc, **sets}
             staged = self.outbox.announce(ContactErased(contact_id=doc["_id"])) + self._audit(
-                doc["_id"], "erase", contact_view(doc), contact_view(erased), values=False)
+                erased, "erase", contact_view(doc), contact_view(erased), values=False)
             self.store.update_contact(doc["_id"], doc["version"], sets, staged, now)
             self.store.sync_terms(doc["_id"], doc.get("search_terms") or (), ())
             doc = {**doc, **sets, "version": doc["version"] + 1, "updated_at": now}

@@ -133,9 +133,11 @@ class CrmService:
 
     @rpc(audit.ListAudit)
     def list_audit(self, req: audit.ListAudit):
-        """This service's audit trail (crm_common.audit), newest first."""
+        """This service's audit trail (crm_common.audit), newest first, within the caller's
+        scope (the entries of records they, or their team, own)."""
         cursor = paging.decode(req.page_token, id=str)
-        docs = audit.page(self.store.db, req, cursor and cursor["id"])
+        access = self.caller.access
+        docs = audit.page(self.store.db, req, cursor and cursor["id"], access.owner_filter() if access else {})
         page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
         return {"entries": [audit.view(d) for d in page], "next_page_token": token}
 

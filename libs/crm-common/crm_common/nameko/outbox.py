@@ -48,12 +48,14 @@ class Outbox:
         return self._principal()
 
     def audit(self, record_type: str, record_id: str, operation: str, before: dict[str, Any],
-              after: dict[str, Any], *, contact_id: str | None = None) -> list[dict[str, Any]]:
+              after: dict[str, Any], *, contact_id: str | None = None, owner: str | None = None,
+              team: str | None = None) -> list[dict[str, Any]]:
         """The audit entry to stage with a change (by this worker's caller, in this
-        request), as a list to add to the staged envelopes."""
+        request), as a list to add to the staged envelopes. ``owner``/``team``: the
+        record's, when it has them (its owner may read the entry)."""
         return [audit.envelope(source=self.source, record_type=record_type, record_id=record_id,
                                operation=operation, principal=self._principal(), before=before, after=after,
-                               correlation_id=self.correlation_id, contact_id=contact_id)]
+                               correlation_id=self.correlation_id, contact_id=contact_id, owner=owner, team=team)]
 
     def _publish(self, envelope: dict[str, Any]) -> None:
         if envelope["type"] == audit.AUDIT_RECORDED:

@@ -43,7 +43,8 @@ class ActivityEntrypoints:
         staged = [e for event in events for e in self.outbox.announce(event)]
         staged += self.outbox.audit("activity", activity["_id"], operation,
                                     *audit.changed(activity_view(activity), view, AUDITED),
-                                    contact_id=activity.get("contact_id"))
+                                    contact_id=activity.get("contact_id"), owner=after.get("owner"),
+                                    team=after.get("team"))
         self.store.activities.update(activity, sets, staged, now)
         self.outbox.publish(self.store.activities.activities, activity["_id"], staged)
         return view
@@ -57,7 +58,8 @@ class ActivityEntrypoints:
         contact_id = self._regarding(fields.get("regarding"))
         doc = domain.new_activity(new_id("act"), fields, owner, team, contact_id, clock.now())
         view = activity_view(doc)
-        staged = self.outbox.audit("activity", doc["_id"], "create", {}, view, contact_id=contact_id)
+        staged = self.outbox.audit("activity", doc["_id"], "create", {}, view, contact_id=contact_id, owner=owner,
+                                   team=team)
         if not self.store.activities.insert(doc, staged):
             return activity_view(self.store.activities.find(doc["_id"]))
         self.outbox.publish(self.store.activities.activities, doc["_id"], staged)

@@ -40,7 +40,8 @@ class DealEntrypoints:
         view = self._deal_view(after)
         staged = [e for event in announce(view) for e in self.outbox.announce(event)]
         staged += self.outbox.audit("deal", deal["_id"], operation,
-                                    *audit.changed(self._deal_view(deal), view, AUDITED), contact_id=deal["contact_id"])
+                                    *audit.changed(self._deal_view(deal), view, AUDITED), contact_id=deal["contact_id"],
+                                    owner=after.get("owner"), team=after.get("team"))
         self.store.deals.update(deal, sets, staged, now)
         self.outbox.publish(self.store.deals.deals, deal["_id"], staged)
         return view
@@ -91,7 +92,8 @@ class DealEntrypoints:
                               self._by())
         view = deal_view(doc, pipeline)
         staged = self.outbox.announce(DealCreated(deal_id=deal_id, contact_id=doc["contact_id"], deal=view))
-        staged += self.outbox.audit("deal", deal_id, "create", {}, view, contact_id=doc["contact_id"])
+        staged += self.outbox.audit("deal", deal_id, "create", {}, view, contact_id=doc["contact_id"], owner=owner,
+                                    team=team)
         if not self.store.deals.insert(doc, staged):
             return self._deal_view(self.store.deals.find(deal_id))
         self.outbox.publish(self.store.deals.deals, deal_id, staged)

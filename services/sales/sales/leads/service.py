@@ -73,7 +73,8 @@ class LeadEntrypoints:
         staged = [e for event in announced for e in self.outbox.announce(event)]
         staged += self.outbox.audit("lead", lead["_id"], operation,
                                     *audit.changed(lead_view(lead), lead_view(after), AUDITED),
-                                    contact_id=after.get("contact_id") or None)
+                                    contact_id=after.get("contact_id") or None, owner=after.get("owner"),
+                                    team=after.get("team"))
         self.store.leads.update(lead, sets, staged, now)
         self.outbox.publish(self.store.leads.leads, lead["_id"], staged)
         return after
@@ -120,7 +121,8 @@ class LeadEntrypoints:
                 staged += self.outbox.announce(LeadAssigned(lead_id=lead_id, contact_id=contact_id, owner=owner,
                                                             team=team, previous_owner="", reason=reason,
                                                             assigned_at=now))
-            staged += self.outbox.audit("lead", lead_id, "capture", {}, view, contact_id=contact_id)
+            staged += self.outbox.audit("lead", lead_id, "capture", {}, view, contact_id=contact_id, owner=owner,
+                                        team=team)
             inserted = self.store.leads.insert(doc, staged)
         except BaseException:
             self.store.leads.claims.release(claimed, lead_id)
