@@ -128,7 +128,7 @@ def test_the_registry_names_queues_and_routes_and_refuses_nonsense(tmp_path):
     assert registry.snake_case("CreateContact") == "create_contact"
     base = registry.DEFAULT_PATH.read_text()
     with pytest.raises(ValueError, match="does not publish"):
-        registry.parse(base.replace('"contacts.contact_erased"]', '"contacts.contact_vanished"]'))
+        registry.parse(base.replace('"contacts.contact_erased"', '"contacts.contact_vanished"'))
     with pytest.raises(ValueError, match="metrics ports"):
         registry.parse(base.replace("metrics_port = 9102", "metrics_port = 9101"))
 

@@ -34,7 +34,8 @@ def redeem(state, points, at=T0, request_id=None, policy=POLICY):
 
 def check_consistent(state: d.MemberState):
     assert state.balance == sum(lot["remaining"] for lot in state.lots)
-    assert state.balance >= 0
+    assert state.balance >= 0 and state.owed >= 0
+    assert state.owed == 0 or state.balance == 0     # what is owed is owed only by an empty balance
 
 
 # -- tiers and earning rule -----------------------------------------------------------------
@@ -343,3 +344,210 @@ def test_money_beyond_the_largest_amount_is_invalid_naming_the_field(minor):
         Money.from_wire({"amount_minor": minor, "currency": "EUR"})
     assert err.value.violations[0]["field"] == "amount.amount_minor"
     assert Money.from_wire({"amount_minor": 10**15, "currency": "EUR"}).amount_minor == 10**15
+
+
+# -- orders refunded: reversal, points owed, settlement ------------------------------------------
+
+def refund(state, ref, at=T0, policy=POLICY, source="shop"):
+    return d.reverse(state, CID, at, policy, source=source, source_ref=ref, reason=f"order {ref} refunded")
+
+
+class Ledger:
+    """The entries a sequence of changes appends, checked against the state after each."""
+
+    def __init__(self):
+        self.entries: list[dict] = []
+
+    def __call__(self, change: d.Change) -> d.MemberState:
+        self.entries += change.entries
+        st = change.state
+        check_consistent(st)
+        assert sum(e["points"] for e in self.entries) == st.balance
+        assert sum(e["owed"] for e in self.entries) == st.owed
+        assert [e["seq"] for e in self.entries] == list(range(1, len(self.entries) + 1))
+        if self.entries:
+            assert (self.entries[-1]["balance_after"], self.entries[-1]["owed_after"]) == (st.balance, st.owed)
+        return st
+
+
+def test_a_refund_takes_back_all_the_points_of_the_order():
+    ledger = Ledger()
+    st = ledger(earn(member(), 100, "o1"))
+    st = ledger(earn(st, 40, "o2"))
+    change = refund(st, "o1")
+    st = ledger(change)
+    [entry] = change.entries
+    assert entry["_id"] == change.result_entry_id == d.reverse_entry_id(d.earn_entry_id("shop", "o1"))
+    assert (entry["kind"], entry["points"], entry["owed"], entry["balance_after"]) == ("reverse", -100, 0, 40)
+    assert (entry["source"], entry["source_ref"], entry["reason"]) == ("shop", "o1", "order o1 refunded")
+    assert entry["lots"] == [{"lot_id": d.earn_entry_id("shop", "o1"), "points": 100}]
+    assert st.owed == 0 and {lot["source_ref"]: lot["remaining"] for lot in st.lots} == {"o1": 0, "o2": 40}
+
+
+def test_the_orders_own_points_go_first_then_the_oldest():
+    ledger = Ledger()
+    st = ledger(earn(member(), 30, "old", at=T0))
+    st = ledger(earn(st, 50, "o1", at=T0 + timedelta(days=1)))
+    st = ledger(earn(st, 20, "new", at=T0 + timedelta(days=2)))
+    st = ledger(redeem(st, 60, at=T0 + timedelta(days=3)))        # old: 0, o1: 20 left
+    change = refund(st, "o1", at=T0 + timedelta(days=4))
+    st = ledger(change)
+    assert change.entries[0]["lots"] == [{"lot_id": d.earn_entry_id("shop", "o1"), "points": 20},
+                                         {"lot_id": d.earn_entry_id("shop", "new"), "points": 20}]
+    assert (st.balance, st.owed) == (0, 10)
+
+
+def test_a_refund_of_points_partly_spent_leaves_zero_and_the_rest_owed():
+    ledger = Ledger()
+    st = ledger(earn(member(), 100, "o1"))
+    st = ledger(redeem(st, 70))
+    change = refund(st, "o1")
+    st = ledger(change)
+    [entry] = change.entries
+    assert (entry["points"], entry["owed"], entry["balance_after"], entry["owed_after"]) == (-30, 70, 0, 70)
+    assert (st.balance, st.owed) == (0, 70)
+
+
+def test_a_refund_with_nothing_left_owes_everything():
+    ledger = Ledger()
+    st = ledger(earn(member(), 100, "o1"))
+    st = ledger(redeem(st, 100))
+    change = refund(st, "o1")
+    st = ledger(change)
+    assert (change.entries[0]["points"], change.entries[0]["lots"], st.owed) == (0, [], 100)
+
+
+def test_a_later_earn_settles_what_is_owed_first():
+    ledger = Ledger()
+    st = ledger(earn(member(), 100, "o1"))
+    st = ledger(redeem(st, 70))
+    st = ledger(refund(st, "o1"))                       # 0 and 70 owed
+    change = earn(st, 100, "o2")
+    st = ledger(change)
+    earned, settled = change.entries
+    assert (earned["kind"], earned["points"], earned["balance_after"]) == ("earn", 100, 100)
+    assert settled["_id"] == d.settle_entry_id(earned["_id"])
+    assert (settled["kind"], settled["points"], settled["owed"]) == ("settle", -70, -70)
+    assert (settled["balance_after"], settled["owed_after"], settled["source_ref"]) == (30, 0, "o2")
+    assert settled["lots"] == [{"lot_id": earned["_id"], "points": 70}]
+    assert change.result_entry_id == earned["_id"]
+    assert (st.balance, st.owed) == (30, 0)
+    nothing_owed = earn(st, 10, "o3")
+    assert [e["kind"] for e in nothing_owed.entries] == ["earn"]
+
+
+def test_owed_larger_than_a_later_earn_is_settled_by_several():
+    ledger = Ledger()
+    st = ledger(earn(member(), 500, "big"))
+    st = ledger(redeem(st, 500))
+    st = ledger(refund(st, "big"))                      # 500 owed
+    for ref, points, owed_after in (("a", 200, 300), ("b", 250, 50), ("c", 80, 0)):
+        change = earn(st, points, ref)
+        st = ledger(change)
+        assert change.entries[-1]["kind"] == "settle" and change.entries[-1]["owed_after"] == owed_after
+    assert (st.balance, st.owed) == (30, 0)
+    assert {lot["source_ref"]: lot["remaining"] for lot in st.lots} == {"big": 0, "a": 0, "b": 0, "c": 30}
+
+
+def test_a_zero_point_earn_settles_nothing():
+    st = refund(redeem(earn(member(), 10, "o1").state, 10).state, "o1").state
+    change = d.earn(st, CID, T0, POLICY, source="shop", source_ref="tiny", amount=Money(amount_minor=99, currency="EUR"))
+    assert [e["kind"] for e in change.entries] == ["earn"] and change.state.owed == 10
+
+
+def test_a_refunded_orders_points_stop_counting_toward_the_tier():
+    ledger = Ledger()
+    st = ledger(earn(member(), 800, "o1"))
+    st = ledger(earn(st, 300, "o2"))
+    assert st.tier == "silver" and d.points_earned_12m(st.lots, T0) == 1100
+    change = refund(st, "o2")
+    st = ledger(change)
+    assert change.tier_changed and (change.tier_from, st.tier) == ("silver", "bronze")
+    assert d.points_earned_12m(st.lots, T0) == 800
+    assert d.next_due(st, T0) == T0 + d.REVIEW_HEARTBEAT     # the reversed lot no longer matters to the tier
+
+
+def test_settled_points_still_count_toward_the_tier():
+    st = refund(redeem(earn(member(), 900, "o1").state, 900).state, "o1").state   # bronze, 900 owed
+    change = earn(st, 1000, "o2")
+    assert change.state.tier == "silver" and change.state.balance == 100
+
+
+def test_a_refund_is_taken_back_once():
+    ledger = Ledger()
+    st = ledger(earn(member(), 100, "o1"))
+    first = refund(st, "o1")
+    st = ledger(first)
+    again = refund(st, "o1")
+    assert again.is_noop and again.duplicate_of == first.result_entry_id and again.state.balance == 0
+    replayed_earn = earn(st, 100, "o1")                  # the paid event delivered again
+    assert replayed_earn.is_noop and replayed_earn.duplicate_of == d.earn_entry_id("shop", "o1")
+    assert refund(replayed_earn.state, "o1").is_noop
+
+
+def test_a_refund_before_the_order_earned_changes_nothing_and_the_earn_then_reversed_ends_at_zero():
+    ledger = Ledger()
+    st = ledger(earn(member(), 25, "other"))
+    early = refund(st, "o1")
+    assert early.is_noop and early.duplicate_of is None and early.state == st
+    st = ledger(earn(st, 100, "o1"))                     # the paid event arrives
+    st = ledger(refund(st, "o1"))                        # ... and takes itself back, having seen the refund
+    assert (st.balance, st.owed) == (25, 0) and [e["kind"] for e in ledger.entries] == ["earn", "earn", "reverse"]
+
+
+def test_points_expired_unspent_are_not_taken_back_again():
+    policy = d.Policy(ttl=timedelta(days=30))
+    ledger = Ledger()
+    st = ledger(earn(member(), 100, "o1", at=T0, policy=policy))
+    st = ledger(redeem(st, 40, at=T0 + timedelta(days=1), policy=policy))     # 60 left in o1
+    st = ledger(earn(st, 50, "o2", at=T0 + timedelta(days=20), policy=policy))
+    change = refund(st, "o1", at=T0 + timedelta(days=31), policy=policy)      # o1's 60 expire first
+    st = ledger(change)
+    expired, reversed_ = change.entries
+    assert (expired["kind"], expired["points"]) == ("expire", -60)
+    assert (reversed_["kind"], reversed_["points"], reversed_["owed"]) == ("reverse", -40, 0)   # the 40 spent
+    assert reversed_["lots"] == [{"lot_id": d.earn_entry_id("shop", "o2"), "points": 40}]
+    assert (st.balance, st.owed) == (10, 0)
+
+
+def test_a_refund_of_points_that_all_expired_takes_nothing_but_still_counts_once():
+    policy = d.Policy(ttl=timedelta(days=30))
+    ledger = Ledger()
+    st = ledger(earn(member(), 1000, "o1", at=T0, policy=policy))
+    st = ledger(d.review(st, CID, T0 + timedelta(days=31), policy))
+    assert st.balance == 0 and st.tier == "silver"       # expired, still in the tier window
+    change = refund(st, "o1", at=T0 + timedelta(days=32), policy=policy)
+    st = ledger(change)
+    [entry] = change.entries
+    assert (entry["kind"], entry["points"], entry["owed"]) == ("reverse", 0, 0)
+    assert st.tier == "bronze" and refund(st, "o1", at=T0 + timedelta(days=33), policy=policy).is_noop
+
+
+def test_an_opted_out_member_is_still_taken_back():
+    st = d.set_consent(earn(member(), 100, "o1").state, False, T0).state
+    assert refund(st, "o1").state.balance == 0
+
+
+def test_owed_round_trips_through_the_document():
+    st = refund(redeem(earn(member(), 100, "o1").state, 100).state, "o1").state
+    again = d.MemberState.from_doc(st.to_doc())
+    assert again == st and again.owed == 100 and again.lots[0]["reversed"] is True
+    legacy = {k: v for k, v in st.to_doc().items() if k != "owed"}     # stored before owed existed
+    assert d.MemberState.from_doc(legacy).owed == 0
+
+
+def test_void_takes_back_a_settlement_with_its_earn_and_a_reversal():
+    st = refund(redeem(earn(member(), 100, "o1").state, 60).state, "o1").state    # 0, 60 owed
+    earned = earn(st, 100, "o2")
+    assert d.tied_to(earned.entries, {earned.result_entry_id}) == [earned.entries[1]]
+    assert d.tied_to(earned.entries, {"led_other"}) == []
+    back = d.void(earned.state, CID, T0, POLICY, earned.entries)
+    assert (back.state.balance, back.state.owed) == (0, 60)
+    assert [lot["source_ref"] for lot in back.state.lots] == ["o1"]
+    check_consistent(back.state)
+    st = redeem(earn(earn(member(), 100, "o1").state, 20, "o2").state, 110).state   # 10 left, in o2
+    taken = refund(st, "o1")
+    undone = d.void(taken.state, CID, T0, POLICY, taken.entries)
+    assert (undone.state.balance, undone.state.owed, undone.state.tier) == (10, 0, st.tier)
+    assert undone.state.lots == st.lots and "reversed" not in undone.state.lots[0]
+    check_consistent(undone.state)

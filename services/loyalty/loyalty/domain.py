@@ -6,11 +6,20 @@ happened (enrolled, tier moved, status moved). The store makes a Change durable 
 atomic write and derives events from it.
 
 Points live in LOTS: every earn creates one lot ``{lot_id, source, source_ref, points,
-remaining, earned_at, expires_at}``; redemptions consume ``remaining`` oldest first;
+remaining, earned_at, expires_at}`` (+ ``expired``: what of it expired unspent;
+``reversed``: its purchase was refunded); redemptions consume ``remaining`` oldest first;
 expiry zeroes what is left of a lot once ``expires_at`` has passed. The balance is always
 the sum of the lots' ``remaining`` and the sum of the ledger entries' points.
 Every mutation first expires due lots and re-evaluates the tier, so a redemption never
 spends points that are already past their expiry.
+
+Refunds (:func:`reverse`): a refunded purchase takes back the points it earned, less
+those of them that expired unspent (they left the balance already): what is left of its
+own lot first, then the oldest lots, as a redemption would. A balance never goes below
+zero: what it cannot cover becomes ``owed``, and a later earn's points pay what is owed
+first (a ``settle`` entry) before they are spendable. So ``owed > 0`` only ever with a
+balance of 0, and the ledger's ``owed`` changes sum to ``owed`` as its points sum to the
+balance. A refunded purchase's lot stops counting toward the tier.
 """
 from __future__ import annotations
 
@@ -57,6 +66,16 @@ def expire_entry_id(lot_id: str) -> str:
     return derived_id("led", "expire", lot_id)
 
 
+def reverse_entry_id(lot_id: str) -> str:
+    """A purchase is taken back once: the id derives from its lot (= from the purchase)."""
+    return derived_id("led", "reverse", lot_id)
+
+
+def settle_entry_id(lot_id: str) -> str:
+    """What an earn paid of the points owed: one entry per earn, derived from it."""
+    return derived_id("led", "settle", lot_id)
+
+
 # -- rules ---------------------------------------------------------------------------
 
 def tier_for(points_earned_12m: int) -> str:
@@ -75,8 +94,9 @@ def points_for_purchase(amount_minor: int, tier: str) -> int:
 
 
 def points_earned_12m(lots: list[dict[str, Any]], now: datetime) -> int:
+    """What drives the tier: points earned in the window by purchases not refunded."""
     since = now - TIER_WINDOW
-    return sum(lot["points"] for lot in lots if lot["earned_at"] > since)
+    return sum(lot["points"] for lot in lots if lot["earned_at"] > since and not lot.get("reversed"))
 
 
 @dataclass(frozen=True)
@@ -102,12 +122,13 @@ class MemberState:
     lots: list[dict[str, Any]] = field(default_factory=list)
     recent_requests: list[dict[str, str]] = field(default_factory=list)  # {request_id, entry_id}
     ledger_seq: int = 0                    # seq of the member's last ledger entry
+    owed: int = 0                          # points refunds took back that the balance could not cover
 
     def to_doc(self) -> dict[str, Any]:
         return {"member_id": self.member_id, "enrolled_at": self.enrolled_at, "status": self.status,
                 "consent_at": self.consent_at, "balance": self.balance, "tier": self.tier,
                 "lots": _copy_lots(self.lots), "recent_requests": list(self.recent_requests),
-                "ledger_seq": self.ledger_seq}
+                "ledger_seq": self.ledger_seq, "owed": self.owed}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "MemberState":
@@ -116,7 +137,7 @@ class MemberState:
                    balance=doc.get("balance", 0), tier=doc.get("tier", "bronze"),
                    lots=_copy_lots(doc.get("lots") or []),
                    recent_requests=list(doc.get("recent_requests") or []),
-                   ledger_seq=doc.get("ledger_seq", 0))
+                   ledger_seq=doc.get("ledger_seq", 0), owed=doc.get("owed", 0))
 
     def copy(self) -> "MemberState":
         return replace(self, lots=_copy_lots(self.lots), recent_requests=list(self.recent_requests))
@@ -153,13 +174,16 @@ class Change:
 
 
 def _entry(state: MemberState, contact_id: str, entry_id: str, kind: str, points: int, now: datetime,
-           *, source=None, source_ref=None, reason=None, amount=None, lots=None) -> dict[str, Any]:
-    """Append an entry: applies ``points`` to the balance and numbers the entry."""
+           *, owed: int = 0, source=None, source_ref=None, reason=None, amount=None, lots=None) -> dict[str, Any]:
+    """Append an entry: applies ``points`` to the balance and ``owed`` to the points
+    owed, and numbers the entry."""
     state.balance += points
+    state.owed += owed
     state.ledger_seq += 1
     entry = {"_id": entry_id, "contact_id": contact_id, "kind": kind, "points": points,
-             "balance_after": state.balance, "source": source, "source_ref": source_ref,
-             "reason": reason, "amount": amount, "occurred_at": now, "seq": state.ledger_seq}
+             "balance_after": state.balance, "owed": owed, "owed_after": state.owed, "source": source,
+             "source_ref": source_ref, "reason": reason, "amount": amount, "occurred_at": now,
+             "seq": state.ledger_seq}
     if lots is not None:
         entry["lots"] = lots
     return entry
@@ -184,6 +208,7 @@ def _expire_due(change: Change, contact_id: str, now: datetime) -> None:
         if lot["remaining"] > 0 and lot["expires_at"] <= now:
             points = lot["remaining"]
             lot["remaining"] = 0
+            lot["expired"] = lot.get("expired", 0) + points
             change.entries.append(_entry(state, contact_id, expire_entry_id(lot["lot_id"]), "expire",
                                          -points, now, source_ref=lot["lot_id"], reason="points expired",
                                          lots=[{"lot_id": lot["lot_id"], "points": points}]))
@@ -206,8 +231,24 @@ def review(state: MemberState, contact_id: str, now: datetime, policy: Policy) -
     return _finish(_begin(state, contact_id, now), now, policy)
 
 
+def _consume(lots: list[dict[str, Any]], wanted: int) -> tuple[list[dict[str, str | int]], int]:
+    """Take up to ``wanted`` points from ``lots`` in the order given: what was taken from
+    which lot, and what is still wanted."""
+    used = []
+    for lot in lots:
+        if wanted == 0:
+            break
+        take = min(lot["remaining"], wanted)
+        if take > 0:
+            lot["remaining"] -= take
+            wanted -= take
+            used.append({"lot_id": lot["lot_id"], "points": take})
+    return used, wanted
+
+
 def earn(state: MemberState, contact_id: str, now: datetime, policy: Policy, *,
-         source: str, source_ref: str, amount: Money) -> Change:
+         source: str, source_ref: str, amount: Money, reason: str | None = None) -> Change:
+    """A purchase earns points once; what is owed is paid from them first (:func:`_settle`)."""
     lot_id = earn_entry_id(source, source_ref)
     if any(lot["lot_id"] == lot_id for lot in state.lots):
         return Change(state=state.copy(), tier_from=state.tier, duplicate_of=lot_id)
@@ -221,11 +262,50 @@ def earn(state: MemberState, contact_id: str, now: datetime, policy: Policy, *,
         raise FailedPrecondition(f"this purchase's {points} points would take the balance of {st.balance} over "
                                  f"the most a member may hold ({MAX_BALANCE})",
                                  {"balance": st.balance, "points": points})
-    st.lots.append({"lot_id": lot_id, "source": source, "source_ref": source_ref, "points": points,
-                    "remaining": points, "earned_at": now, "expires_at": now + policy.ttl})
+    lot = {"lot_id": lot_id, "source": source, "source_ref": source_ref, "points": points,
+           "remaining": points, "earned_at": now, "expires_at": now + policy.ttl}
+    st.lots.append(lot)
     change.entries.append(_entry(st, contact_id, lot_id, "earn", points, now, source=source,
-                                 source_ref=source_ref, amount=amount.to_wire()))
+                                 source_ref=source_ref, reason=reason, amount=amount.to_wire()))
     change.result_entry_id = lot_id
+    _settle(change, contact_id, lot, now)
+    return _finish(change, now, policy)
+
+
+def _settle(change: Change, contact_id: str, lot: dict[str, Any], now: datetime) -> None:
+    """A new lot's points pay what is owed first: one ``settle`` entry taking them from it."""
+    st = change.state
+    paid = min(st.owed, lot["remaining"])
+    if paid <= 0:
+        return
+    lot["remaining"] -= paid
+    change.entries.append(_entry(st, contact_id, settle_entry_id(lot["lot_id"]), "settle", -paid, now, owed=-paid,
+                                 source=lot["source"], source_ref=lot["source_ref"], reason="points owed settled",
+                                 lots=[{"lot_id": lot["lot_id"], "points": paid}]))
+
+
+def reverse(state: MemberState, contact_id: str, now: datetime, policy: Policy, *,
+            source: str, source_ref: str, reason: str) -> Change:
+    """A refunded purchase takes back the points it earned, less those of them that
+    expired unspent: what is left of its own lot first, then the oldest lots; what the
+    balance cannot cover becomes owed. Its lot stops counting toward the tier. Once per
+    purchase (the lot is marked; the entry id derives from it); a purchase that earned
+    nothing here (not yet, or not for this member) is a no-op."""
+    lot_id = earn_entry_id(source, source_ref)
+    lot = next((lot for lot in state.lots if lot["lot_id"] == lot_id), None)
+    if lot is None or lot.get("reversed"):
+        return Change(state=state.copy(), tier_from=state.tier,
+                      duplicate_of=reverse_entry_id(lot_id) if lot is not None else None)
+    change = _begin(state, contact_id, now)
+    st = change.state
+    own = next(lot for lot in st.lots if lot["lot_id"] == lot_id)
+    owed_back = own["points"] - own.get("expired", 0)
+    used, short = _consume([own, *sorted((lot for lot in st.lots if lot is not own), key=_lot_order)], owed_back)
+    own["reversed"] = True
+    entry_id = reverse_entry_id(lot_id)
+    change.entries.append(_entry(st, contact_id, entry_id, "reverse", short - owed_back, now, owed=short,
+                                 source=source, source_ref=source_ref, reason=reason, lots=used))
+    change.result_entry_id = entry_id
     return _finish(change, now, policy)
 
 
@@ -249,15 +329,7 @@ def redeem(state: MemberState, contact_id: str, now: datetime, policy: Policy, *
     if st.balance < points:
         raise FailedPrecondition(f"insufficient points: balance {st.balance}, requested {points}",
                                  {"balance": st.balance, "requested": points})
-    wanted, used = points, []
-    for lot in sorted(st.lots, key=_lot_order):
-        if wanted == 0:
-            break
-        take = min(lot["remaining"], wanted)
-        if take > 0:
-            lot["remaining"] -= take
-            wanted -= take
-            used.append({"lot_id": lot["lot_id"], "points": take})
+    used, wanted = _consume(sorted(st.lots, key=_lot_order), points)
     if wanted:  # balance and lots disagree: never happens unless a document was hand-edited
         raise FailedPrecondition(f"insufficient points: balance {st.balance}, requested {points}",
                                  {"balance": st.balance, "requested": points})
@@ -298,27 +370,40 @@ def collided(state: MemberState, change: Change, entry_id: str) -> Change:
                   result_entry_id=change.result_entry_id)
 
 
+def tied_to(entries: list[dict[str, Any]], entry_ids: set[str]) -> list[dict[str, Any]]:
+    """The entries that exist only because one of ``entry_ids`` does: the settlement an
+    earn paid. When the ledger refuses an earn, its settlement goes with it."""
+    return [e for e in entries if e["kind"] == "settle" and e["lots"][0]["lot_id"] in entry_ids]
+
+
 def void(state: MemberState, contact_id: str, now: datetime, policy: Policy,
          entries: list[dict[str, Any]]) -> Change:
     """Take back ``entries`` that reached the member's state but never the ledger (their
-    id was taken there already): an earn's lot goes (with what is left of it), a
-    redemption's points return to the lots it took them from. Adds no ledger entry: the
-    ledger never had these."""
+    id was taken there already), newest first: an earn's lot goes (with what is left of
+    it); the points a redemption, a settlement or a reversal took return to the lots they
+    came from, and what they moved of the points owed moves back. Adds no ledger entry:
+    the ledger never had these."""
     change = Change(state=state.copy(), tier_from=state.tier, status_from=state.status)
     st = change.state
-    for entry in entries:
+    for entry in reversed(entries):
         if entry["kind"] == "earn":
             lot = next((lot for lot in st.lots if lot["lot_id"] == entry["_id"]), None)
             if lot is not None:
                 st.balance -= lot["remaining"]
                 st.lots.remove(lot)
-        elif entry["kind"] == "redeem":
+        elif entry["kind"] in ("redeem", "settle", "reverse"):
             for used in entry.get("lots") or ():
                 lot = next((lot for lot in st.lots if lot["lot_id"] == used["lot_id"]), None)
                 if lot is not None:
                     lot["remaining"] += used["points"]
                     st.balance += used["points"]
+            st.owed -= entry.get("owed") or 0
             st.recent_requests = [r for r in st.recent_requests if r["entry_id"] != entry["_id"]]
+            if entry["kind"] == "reverse":
+                lot_id = earn_entry_id(entry["source"], entry["source_ref"])
+                for lot in st.lots:
+                    if lot["lot_id"] == lot_id:
+                        lot.pop("reversed", None)
     st.tier = tier_for(points_earned_12m(st.lots, now))
     change.voided = True
     return change
@@ -331,7 +416,8 @@ def next_due(state: MemberState, now: datetime) -> datetime:
     for lot in state.lots:
         if lot["remaining"] > 0:
             due = min(due, lot["expires_at"])
-        if state.tier != TIERS[0] and lot["points"] > 0 and lot["earned_at"] + TIER_WINDOW > now:
+        if state.tier != TIERS[0] and lot["points"] > 0 and not lot.get("reversed") \
+                and lot["earned_at"] + TIER_WINDOW > now:
             due = min(due, lot["earned_at"] + TIER_WINDOW)
     return due
 

@@ -3,14 +3,20 @@ on the contact's timeline (crm_common.timeline). Event ids are derived from what
 announce (a ledger entry, an enrolment, a member version), so a relayed duplicate
 carries the same ``event_id`` and consumers drop it.
 
-A ``<ledger entry>`` is ``{"id": "led_...", "contact_id", "kind": "earn"|"redeem"|"expire",
-"points" (negative for redeem/expire), "balance_after", "source", "source_ref", "reason",
-"amount": money|null, "occurred_at"}``.
+A ``<ledger entry>`` is ``{"id": "led_...", "contact_id", "kind":
+"earn"|"redeem"|"expire"|"reverse"|"settle", "points" (the balance's change: negative but
+for earn), "balance_after", "owed" (the change of the points owed: + when a refund took
+more than the balance held, - when an earn paid it), "owed_after", "source",
+"source_ref", "reason", "amount": money|null, "occurred_at", "principal", "request_id"}``
+(``owed`` and ``owed_after`` since version 2).
 
 Consumed from ``contacts.events`` (see the registry): contact_created (keep the display
 name; enrol when consents.loyalty.granted), contact_updated (refresh the display name),
 consent_changed (channel loyalty: granted -> enrol / re-activate, revoked -> opted_out,
-points kept), contact_erased (anonymize the local copy).
+points kept), contact_erased (anonymize the local copy). From ``sales.events``:
+order_paid (an active member earns for the order: source "order", source_ref the order
+id) and order_refunded (the order's points are taken back; loyalty.orders says how, in
+whichever order the two arrive).
 """
 from __future__ import annotations
 
@@ -41,25 +47,32 @@ class _EntryEvent(Event):
     balance: int                # the member's balance right after this entry
 
     def _fact(self, summary: str) -> TimelineFact:
+        source = {k: self.entry[k] for k in ("source", "source_ref") if self.entry.get(k)}
         return self.fact(occurred_at=self.entry["occurred_at"], summary=summary,
                          reference=Reference(type="ledger_entry", id=self.entry["id"]),
-                         data={"points": self.entry["points"], "balance": self.balance})
+                         data={"points": self.entry["points"], "balance": self.balance,
+                               "points_owed": self.entry.get("owed_after") or 0, **source})
 
 
 class PointsEarned(_EntryEvent):
-    """A purchase earned points (once per ``(source, source_ref)``)."""
+    """A purchase earned points (once per ``(source, source_ref)``; a paid order's
+    source is "order" and its source_ref the order id)."""
 
     type: ClassVar[str] = "points_earned"
+    version: ClassVar[int] = 2
 
     def timeline(self) -> TimelineFact:
-        ref = "/".join(str(x) for x in (self.entry.get("source"), self.entry.get("source_ref")) if x)
-        return self._fact(f"Earned {self.entry['points']} points" + (f" ({ref})" if ref else ""))
+        # what a person recognizes: "order WEB-1001" (the reason of an order's earn), else where from
+        what = self.entry.get("reason") or "/".join(
+            str(x) for x in (self.entry.get("source"), self.entry.get("source_ref")) if x)
+        return self._fact(f"Earned {self.entry['points']} points" + (f" ({what})" if what else ""))
 
 
 class PointsRedeemed(_EntryEvent):
     """Points were spent (the entry's points are negative)."""
 
     type: ClassVar[str] = "points_redeemed"
+    version: ClassVar[int] = 2
 
     def timeline(self) -> TimelineFact:
         reason = self.entry.get("reason")
@@ -71,9 +84,37 @@ class PointsExpired(_EntryEvent):
     source_ref is the lot's earn entry id)."""
 
     type: ClassVar[str] = "points_expired"
+    version: ClassVar[int] = 2
 
     def timeline(self) -> TimelineFact:
         return self._fact(f"{-self.entry['points']} points expired")
+
+
+class PointsReversed(_EntryEvent):
+    """A refunded purchase's points were taken back (once per purchase): ``-points`` from
+    the balance, and ``owed`` more than the balance held, recorded as owed and paid
+    from later earnings (points_settled). Its points no longer count toward the tier."""
+
+    type: ClassVar[str] = "points_reversed"
+
+    def timeline(self) -> TimelineFact:
+        owed = self.entry.get("owed") or 0
+        taken = -self.entry["points"] + owed
+        reason = self.entry.get("reason")
+        return self._fact(f"{taken} points taken back" + (f" ({reason})" if reason else "")
+                          + (f": {owed} of them owed, to be settled from future earnings" if owed else ""))
+
+
+class PointsSettled(_EntryEvent):
+    """An earn paid points owed (right after its points_earned, same purchase): the
+    entry's ``-points`` went to what a refund left owed, not to the balance."""
+
+    type: ClassVar[str] = "points_settled"
+
+    def timeline(self) -> TimelineFact:
+        left = self.entry.get("owed_after") or 0
+        return self._fact(f"{-self.entry['points']} of these points paid back points owed after a refund"
+                          + (f" ({left} still owed)" if left else " (nothing owed any more)"))
 
 
 class TierChanged(Event):
@@ -94,4 +135,5 @@ class TierChanged(Event):
 
 
 ENTRY_EVENTS: dict[str, type[_EntryEvent]] = {"earn": PointsEarned, "redeem": PointsRedeemed,
-                                              "expire": PointsExpired}
+                                              "expire": PointsExpired, "reverse": PointsReversed,
+                                              "settle": PointsSettled}

@@ -20,7 +20,7 @@ from crm_common.nameko.mongo import MongoStore
 from pydantic import TypeAdapter
 
 from . import contracts as C
-from . import domain
+from . import domain, orders
 from .store import LEDGER, MEMBERS, LoyaltyStore, Member, Written
 from .views import entry_view, member_view
 from .writes import MemberWrites
@@ -33,7 +33,9 @@ POINTS_OUTSTANDING = Gauge("crm_loyalty_points_outstanding", "Unspent, unexpired
 # A timer's interval is fixed when the class is defined, so it is read here, not from nameko's config.
 EXPIRY_INTERVAL_SECONDS = float(config.setting("loyalty", "LOYALTY_EXPIRY_INTERVAL_SECONDS"))
 GAUGE_INTERVAL_SECONDS = 30
+FORGET_INTERVAL_SECONDS = 3600
 CONTACTS = "contacts"
+SALES = "sales"
 _ID = TypeAdapter(Id)
 
 
@@ -181,6 +183,12 @@ class LoyaltyService(CrmService):
         re-published (a voided change's events must never leave)."""
         self._writes().repair_leftovers()
 
+    @timer(interval=FORGET_INTERVAL_SECONDS)
+    def forget_old_refunds(self):
+        """Refunds are remembered for a paid event that might still come late; after the
+        lots' retention it would not matter (store.py, "Refunds ...")."""
+        self.store.forget_refunds(clock.now() - self._policy().retention)
+
     @timer(interval=GAUGE_INTERVAL_SECONDS, eager=True)
     def update_gauges(self):
         stats = self.store.member_stats()
@@ -230,3 +238,26 @@ class LoyaltyService(CrmService):
     @handles(CONTACTS, "contact_erased", idempotent=True)
     def on_contact_erased(self, event):
         self.store.erase(_contact_id(event["data"]["contact_id"]))
+
+    # -- events from sales ----------------------------------------------------------------
+    # Idempotent by construction, so no handled-event markers: an order earns once (its
+    # lot, and the ledger, by an id derived from the order), a refund is remembered once
+    # (by order id) and taken back once (its lot is marked in the same guarded write).
+    @handles(SALES, "order_paid", idempotent=True)
+    def on_order_paid(self, event):
+        order, policy = orders.paid(event["data"]), self._policy()
+        done = self._writes().apply(order.contact_id, orders.earn(order, policy))
+        if done.member is None:
+            return   # not a member: nothing earned, nothing to take back
+        refund = self.store.refund(order.order_id)   # AFTER earning: a refund handled first is seen here
+        if refund is not None:
+            self._writes().apply(order.contact_id, orders.reverse(order.order_id, order.contact_id,
+                                                                  refund["reason"], policy))
+
+    @handles(SALES, "order_refunded", idempotent=True)
+    def on_order_refunded(self, event):
+        order = orders.refunded(event["data"])
+        # BEFORE taking back: a payment handled after this reads it and takes back itself
+        self.store.note_refund(order.order_id, order.contact_id, order.refund_reason, clock.now())
+        self._writes().apply(order.contact_id, orders.reverse(order.order_id, order.contact_id,
+                                                              order.refund_reason, self._policy()))

@@ -41,6 +41,16 @@ purchase id that already earned for *another* contact (or for this one longer ag
 the state remembers) is caught by the ledger insert: the change is then voided with one
 more guarded write (``domain.void``) before anything is published.
 
+Refunds that may come before their payment
+-------------------------------------------
+Sales' ``order_refunded`` and ``order_paid`` travel on separate queues, so a refund may be
+handled before the payment it undoes. ``refunded_orders`` (``_id`` = order id) remembers
+every refund, written BEFORE the refund takes the points back; the payment's handler
+reads it AFTER earning. Whichever of the two reads second sees the other's write (the
+lot, or the refund), so the order's points are always taken back; the reversal itself
+happens once (the lot is marked in the same guarded write; its entry id derives from the
+order). Remembered for the retention of lots (``Policy.retention``), then forgotten.
+
 Personal data (the read model of contacts)
 ------------------------------------------
 ``profiles``: display name, contact version and last loyalty consent of every contact we
@@ -69,6 +79,7 @@ LEDGER = "ledger"
 PENDING = "pending_ledger"            # entries staged with the write that appends them
 PENDING_COUNT = f"{PENDING}_n"        # (crm_common.events.clear_staged's naming)
 STAGED_AT = "staged_at"
+REFUNDS = "refunded_orders"
 
 
 @dataclass
@@ -106,6 +117,7 @@ class LoyaltyStore:
         self.ledger = db[LEDGER]
         self.profiles = db.profiles
         self.erasures = db.erased_contacts
+        self.refunds = db[REFUNDS]
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
@@ -115,6 +127,7 @@ class LoyaltyStore:
         db[MEMBERS].create_index(PENDING_COUNT)            # leftovers: {pending_ledger_n: {$gt: 0}}
         db[LEDGER].create_index([("contact_id", ASCENDING), ("seq", DESCENDING)], unique=True)
         db[LEDGER].create_index(ev.OUTBOX_COUNT)           # outbox relay of the entries' events
+        db[REFUNDS].create_index("refunded_at")            # forgetting: {refunded_at: {$lt: cutoff}}
         cls(db).migrate_version_chains()
 
     def migrate_version_chains(self) -> int:
@@ -221,7 +234,14 @@ class LoyaltyStore:
             if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
                 raise
         existing = {d["_id"]: d for d in self.ledger.find({"_id": {"$in": sorted(failed)}}, {"contact_id": 1, "seq": 1})}
-        return [e for e in entries if e["_id"] in failed and not _same_entry(existing.get(e["_id"]), e)]
+        refused = [e for e in entries if e["_id"] in failed and not _same_entry(existing.get(e["_id"]), e)]
+        # a refused earn's settlement must not stay in the ledger without it
+        refused_ids = {e["_id"] for e in refused}
+        tied = [e for e in domain.tied_to(entries, refused_ids) if e["_id"] not in refused_ids]
+        if tied:
+            self.ledger.delete_many({"_id": {"$in": [e["_id"] for e in tied]}, "contact_id": contact_id,
+                                     "seq": {"$in": [e["seq"] for e in tied]}})
+        return refused + tied
 
     def leftovers(self, older_than: timedelta = timedelta(seconds=5), limit: int = 200) -> list[dict[str, Any]]:
         """Members with entries staged longer than ``older_than``: in the ledger already
@@ -252,6 +272,20 @@ class LoyaltyStore:
         if before_seq is not None:
             query["seq"] = {"$lt": before_seq}
         return list(self.ledger.find(query).sort("seq", DESCENDING).limit(page_size))
+
+    # -- refunds ----------------------------------------------------------------------
+    def note_refund(self, order_id: str, contact_id: str, reason: str, at: datetime) -> None:
+        """Remember that ``order_id`` was refunded (the first refund's words stay)."""
+        try:
+            self.refunds.insert_one({"_id": order_id, "contact_id": contact_id, "reason": reason, "refunded_at": at})
+        except DuplicateKeyError:
+            pass
+
+    def refund(self, order_id: str) -> dict[str, Any] | None:
+        return self.refunds.find_one({"_id": order_id})
+
+    def forget_refunds(self, before: datetime) -> int:
+        return self.refunds.delete_many({"refunded_at": {"$lt": before}}).deleted_count
 
     # -- queries ----------------------------------------------------------------------
     def due_members(self, now: datetime, limit: int = 500) -> list[str]:

@@ -155,7 +155,8 @@ class MemberWrites:
         for i, (q, change) in enumerate(applied):
             ids = {e["_id"] for e in change.entries}
             if ids & collided:
-                q.finish(Written(domain.collided(before.state, change, sorted(ids & collided)[0]), before, None))
+                refused = change.result_entry_id if change.result_entry_id in collided else sorted(ids & collided)[0]
+                q.finish(Written(domain.collided(before.state, change, refused), before, None))
             else:
                 q.finish(Written(change, Member(contact_id, after.version, change.state, after.display_name,
                                                 after.erased), member_events if i == 0 else [],
@@ -212,7 +213,7 @@ class MemberWrites:
             self.store.forget_entries(contact_id, [e["_id"] for e in entries])
             if collided:
                 self.apply(contact_id, lambda member: domain.void(member.state, contact_id, clock.now(),
-                                                                    self._policy(),
+                                                                    self.policy,
                                                                     [e for e in entries if e["_id"] in collided])
                              if member is not None else None)
             done += len(entries)
