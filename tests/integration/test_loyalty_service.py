@@ -54,6 +54,14 @@ class LoyaltyEventSink:
     def on_tier(self, event):
         self._record(event)
 
+    @event_handler("loyalty", "points_reversed", handler_type=SERVICE_POOL)
+    def on_reversed(self, event):
+        self._record(event)
+
+    @event_handler("loyalty", "points_settled", handler_type=SERVICE_POOL)
+    def on_settled(self, event):
+        self._record(event)
+
 
 
 
@@ -474,3 +482,211 @@ def test_an_earn_is_four_database_commands(loyalty):
             if database == cfg["MONGODB_DATABASE"] and (cid in cmd or result["entry"]["id"] in cmd)]
     assert [name for name, _ in mine] == ["find", "update", "insert", "update"], mine
     assert result["member"]["balance"] == 35
+
+
+# -- points for sales' orders (sales.order_paid / sales.order_refunded) ------------------------------
+
+def new_order_id():
+    return f"ord_t{uuid.uuid4().hex[:12]}"
+
+
+def order_event(type_, order_id, contact_id, minor, ref, **data):
+    """sales' order_paid / order_refunded as sales/events.py declares them."""
+    order = {"id": order_id, "contact_id": contact_id, "external_ref": ref, "channel": "web", "status": "paid",
+             "currency": "EUR", "total": eur(minor), "lines": [{"sku": "SKU-1", "name": "Kettle", "quantity": 1,
+                                                                  "unit_price": eur(minor)}]}
+    return envelope(type_, source="sales", subject=order_id, subject_type="order",
+                    data={"order_id": order_id, "contact_id": contact_id, "order": order, "total": eur(minor), **data})
+
+
+def paid(order_id, contact_id, minor, ref="WEB-1001"):
+    return order_event("order_paid", order_id, contact_id, minor, ref, paid_at=clock.to_iso(clock.now()))
+
+
+def refunded(order_id, contact_id, minor, ref="WEB-1001", reason="damaged in transit"):
+    return order_event("order_refunded", order_id, contact_id, minor, ref, reason=reason,
+                       refunded_at=clock.to_iso(clock.now()))
+
+
+def lot_of(order_id):
+    return derived_id("led", "earn", "order", order_id)
+
+
+def deliver(send, *events):
+    """Publish sales' events and wait until loyalty has handled every one of them."""
+    before = {t: handled_count(t) for t in ("order_paid", "order_refunded")}
+    for event in events:
+        send(event["type"], event)
+    for t in before:
+        n = sum(e["type"] == t for e in events)
+        wait_for(lambda: handled_count(t) >= before[t] + n, timeout=20)
+
+
+def timeline_summary(event):
+    from loyalty.events import ENTRY_EVENTS
+    return ENTRY_EVENTS[event["data"]["entry"]["kind"]].model_validate(event["data"]).timeline().summary
+
+
+def test_a_paid_order_earns_by_the_rule_once_however_often_it_is_delivered(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    send = dispatch(cfg, "sales")
+    cid, oid = new_contact_id(), new_order_id()
+    svc.enroll(contact_id=cid)
+    event = paid(oid, cid, 12599)
+    deliver(send, event)
+    member = svc.get_member(contact_id=cid)
+    assert (member["balance"], member["points_owed"]) == (125, 0)
+    [entry] = svc.list_ledger(contact_id=cid)["entries"]
+    assert entry["id"] == lot_of(oid)
+    assert (entry["kind"], entry["points"], entry["source"], entry["source_ref"], entry["reason"]) == (
+        "earn", 125, "order", oid, "order WEB-1001")
+    assert entry["amount"] == eur(12599)
+    deliver(send, event, {**event, "event_id": "evt_the_same_order_again"})   # a redelivery; a relayed copy
+    assert svc.get_member(contact_id=cid)["balance"] == 125 and ledger_sum(db, cid) == 125
+    assert db.ledger.count_documents({"contact_id": cid}) == 1
+    [ev] = wait_for(lambda: events_of(cid, "points_earned"))
+    time.sleep(0.3)
+    assert len(events_of(cid, "points_earned")) == 1
+    assert timeline_summary(ev) == "Earned 125 points (order WEB-1001)"
+    assert (ev["data"]["entry"]["source"], ev["data"]["entry"]["source_ref"]) == ("order", oid)
+    # the RPC path for the same purchase is the same purchase
+    again = svc.earn_points(contact_id=cid, source="order", source_ref=oid, amount=eur(12599))
+    assert again["entry"] == entry and again["member"]["balance"] == 125
+
+
+def test_a_refund_takes_the_orders_points_back_once(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    send = dispatch(cfg, "sales")
+    cid, first, second = new_contact_id(), new_order_id(), new_order_id()
+    svc.enroll(contact_id=cid)
+    deliver(send, paid(first, cid, 10000, "WEB-1"), paid(second, cid, 4000, "WEB-2"))
+    assert svc.get_member(contact_id=cid)["balance"] == 140
+    refund = refunded(first, cid, 10000, "WEB-1")
+    deliver(send, refund)
+    member = svc.get_member(contact_id=cid)
+    assert (member["balance"], member["points_owed"]) == (40, 0)
+    entry = svc.list_ledger(contact_id=cid)["entries"][0]
+    assert entry["id"] == derived_id("led", "reverse", lot_of(first))
+    assert (entry["kind"], entry["points"], entry["owed"], entry["balance_after"]) == ("reverse", -100, 0, 40)
+    assert (entry["source"], entry["source_ref"]) == ("order", first)
+    deliver(send, refund, {**refund, "event_id": "evt_the_same_refund_again"}, paid(first, cid, 10000, "WEB-1"))
+    assert svc.get_member(contact_id=cid)["balance"] == 40 and ledger_sum(db, cid) == 40
+    assert [e["kind"] for e in svc.list_ledger(contact_id=cid)["entries"]] == ["reverse", "earn", "earn"]
+    [ev] = wait_for(lambda: events_of(cid, "points_reversed"))
+    time.sleep(0.3)
+    assert len(events_of(cid, "points_reversed")) == 1
+    assert ev["data"]["balance"] == 40
+    assert timeline_summary(ev) == "100 points taken back (order WEB-1 refunded: damaged in transit)"
+
+
+def test_a_refund_of_points_partly_spent_owes_the_rest_and_a_later_order_settles_it(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    send = dispatch(cfg, "sales")
+    cid, spent, later, last = new_contact_id(), new_order_id(), new_order_id(), new_order_id()
+    svc.enroll(contact_id=cid)
+    deliver(send, paid(spent, cid, 10000, "WEB-1"))
+    svc.redeem_points(contact_id=cid, points=70, reason="gift card")
+    deliver(send, refunded(spent, cid, 10000, "WEB-1"))
+    member = svc.get_member(contact_id=cid)
+    assert (member["balance"], member["points_owed"]) == (0, 70)
+    with pytest.raises(FailedPrecondition):
+        svc.redeem_points(contact_id=cid, points=1, reason="anything")
+    deliver(send, paid(later, cid, 5000, "WEB-2"))                   # 50 points: all to what is owed
+    member = svc.get_member(contact_id=cid)
+    assert (member["balance"], member["points_owed"]) == (0, 20)
+    deliver(send, paid(last, cid, 3000, "WEB-3"))                    # 30 points: 20 owed, 10 spendable
+    member = svc.get_member(contact_id=cid)
+    assert (member["balance"], member["points_owed"]) == (10, 0)
+    entries = svc.list_ledger(contact_id=cid)["entries"]
+    assert [(e["kind"], e["points"], e["owed"], e["balance_after"], e["owed_after"]) for e in entries] == [
+        ("settle", -20, -20, 10, 0), ("earn", 30, 0, 30, 20),
+        ("settle", -50, -50, 0, 20), ("earn", 50, 0, 50, 70),
+        ("reverse", -30, 70, 0, 70), ("redeem", -70, 0, 30, 0), ("earn", 100, 0, 100, 0)]
+    assert ledger_sum(db, cid) == 10 and sum(e["owed"] for e in entries) == 0
+    [reversed_ev] = wait_for(lambda: events_of(cid, "points_reversed"))
+    assert timeline_summary(reversed_ev) == ("100 points taken back (order WEB-1 refunded: damaged in transit): "
+                                             "70 of them owed, to be settled from future earnings")
+    settled = wait_for(lambda: (lambda s: s if len(s) == 2 else None)(events_of(cid, "points_settled")))
+    assert sorted(timeline_summary(e) for e in settled) == [
+        "20 of these points paid back points owed after a refund (nothing owed any more)",
+        "50 of these points paid back points owed after a refund (20 still owed)"]
+
+
+def test_a_refund_delivered_before_the_payment_leaves_the_order_without_points(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    send = dispatch(cfg, "sales")
+    cid, oid, other = new_contact_id(), new_order_id(), new_order_id()
+    svc.enroll(contact_id=cid)
+    deliver(send, paid(other, cid, 2500, "WEB-0"))
+    deliver(send, refunded(oid, cid, 10000))
+    assert db.refunded_orders.find_one({"_id": oid})["contact_id"] == cid
+    assert svc.get_member(contact_id=cid)["balance"] == 25                    # nothing to take back yet
+    deliver(send, paid(oid, cid, 10000))
+    member = svc.get_member(contact_id=cid)
+    assert (member["balance"], member["points_owed"], member["points_earned_12m"]) == (25, 0, 25)
+    assert [(e["kind"], e["source_ref"]) for e in svc.list_ledger(contact_id=cid)["entries"]] == [
+        ("reverse", oid), ("earn", oid), ("earn", other)]
+    deliver(send, paid(oid, cid, 10000), refunded(oid, cid, 10000))            # both again: nothing more
+    assert svc.get_member(contact_id=cid)["balance"] == 25 and db.ledger.count_documents({"contact_id": cid}) == 3
+
+
+def test_payments_and_refunds_racing_on_two_replicas_leave_no_points(loyalty, dispatch, start_service):
+    cfg, svc, db = loyalty()
+    start_service(LoyaltyService, cfg)   # a second replica on the same queues and database
+    send = dispatch(cfg, "sales")
+    cid = new_contact_id()
+    svc.enroll(contact_id=cid)
+    orders = [new_order_id() for _ in range(12)]
+    events = []
+    for i, oid in enumerate(orders):   # half refunded first, half paid first, all at once
+        pair = [paid(oid, cid, 1000 * (i + 1)), refunded(oid, cid, 1000 * (i + 1))]
+        events += pair[::-1] if i % 2 else pair
+    deliver(send, *events)
+    member = svc.get_member(contact_id=cid)
+    assert (member["balance"], member["points_owed"], member["points_earned_12m"]) == (0, 0, 0)
+    kinds = sorted(e["kind"] for e in db.ledger.find({"contact_id": cid}))
+    assert kinds == ["earn"] * 12 + ["reverse"] * 12 and ledger_sum(db, cid) == 0
+
+
+def test_an_order_of_a_contact_who_is_not_an_active_member_earns_nothing_and_parks_nothing(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    send = dispatch(cfg, "sales")
+    stranger, opted_out, erased = new_contact_id(), new_contact_id(), new_contact_id()
+    for cid in (opted_out, erased):
+        svc.enroll(contact_id=cid)
+    dispatch(cfg, "contacts")("consent_changed", consent_event(opted_out, False))
+    wait_for(lambda: svc.get_member(contact_id=opted_out)["status"] == "opted_out")
+    dispatch(cfg, "contacts")("contact_erased", contacts_event("contact_erased", erased, {"contact_id": erased}))
+    wait_for(lambda: svc.get_member(contact_id=erased)["erased"])
+    deliver(send, *[paid(new_order_id(), cid, 5000) for cid in (stranger, opted_out, erased)],
+            refunded(new_order_id(), stranger, 5000))
+    with pytest.raises(NotFound):
+        svc.get_member(contact_id=stranger)
+    assert [svc.get_member(contact_id=cid)["balance"] for cid in (opted_out, erased)] == [0, 0]
+    assert db.ledger.count_documents({}) == 0 and db.parked_events.count_documents({}) == 0
+
+
+def test_an_order_event_with_a_malformed_id_is_parked_naming_the_field(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    svc.enroll(contact_id=cid)
+    bad = paid(new_order_id(), cid, 5000)
+    bad["data"]["contact_id"] = "con_1; drop"
+    deliver(dispatch(cfg, "sales"), bad)
+    [parked] = list(db.parked_events.find({}))
+    assert parked["method"] == "on_order_paid" and "data.contact_id" in parked["error"]
+    assert svc.get_member(contact_id=cid)["balance"] == 0
+
+
+def test_a_paid_order_is_an_earn_and_one_look_for_its_refund(loyalty, dispatch):
+    cfg, svc, db = loyalty()
+    send = dispatch(cfg, "sales")
+    cid, oid = new_contact_id(), new_order_id()
+    svc.enroll(contact_id=cid)
+    deliver(send, paid(new_order_id(), cid, 1000))
+    COMMANDS.seen.clear()
+    deliver(send, paid(oid, cid, 2500))
+    mine = [name for database, name, cmd in COMMANDS.seen
+            if database == cfg["MONGODB_DATABASE"] and (cid in cmd or oid in cmd or lot_of(oid) in cmd)]
+    assert mine == ["find", "update", "insert", "update", "find"], mine
+    assert svc.get_member(contact_id=cid)["balance"] == 35

@@ -385,16 +385,23 @@ def test_a_refund_takes_back_all_the_points_of_the_order():
 
 
 def test_the_orders_own_points_go_first_then_the_oldest():
-    ledger = Ledger()
-    st = ledger(earn(member(), 30, "old", at=T0))
-    st = ledger(earn(st, 50, "o1", at=T0 + timedelta(days=1)))
-    st = ledger(earn(st, 20, "new", at=T0 + timedelta(days=2)))
-    st = ledger(redeem(st, 60, at=T0 + timedelta(days=3)))        # old: 0, o1: 20 left
-    change = refund(st, "o1", at=T0 + timedelta(days=4))
-    st = ledger(change)
-    assert change.entries[0]["lots"] == [{"lot_id": d.earn_entry_id("shop", "o1"), "points": 20},
-                                         {"lot_id": d.earn_entry_id("shop", "new"), "points": 20}]
-    assert (st.balance, st.owed) == (0, 10)
+    days = [T0 + timedelta(days=i) for i in range(6)]
+    st = earn(member(), 30, "old", at=days[0]).state
+    st = earn(st, 50, "o1", at=days[1]).state
+    st = earn(st, 20, "a", at=days[2]).state
+    st = earn(st, 30, "b", at=days[3]).state
+    untouched = refund(st, "o1", at=days[4])                      # o1 unspent: only its own points go
+    assert {lot["source_ref"]: lot["remaining"] for lot in untouched.state.lots} == {"old": 30, "o1": 0, "a": 20,
+                                                                                     "b": 30}
+    st = redeem(st, 70, at=days[4]).state                         # old: 0, o1: 10 left
+    change = refund(st, "o1", at=days[5])
+    lot = d.earn_entry_id
+    assert change.entries[0]["lots"] == [{"lot_id": lot("shop", "o1"), "points": 10},
+                                         {"lot_id": lot("shop", "a"), "points": 20},
+                                         {"lot_id": lot("shop", "b"), "points": 20}]
+    assert {lot["source_ref"]: lot["remaining"] for lot in change.state.lots} == {"old": 0, "o1": 0, "a": 0, "b": 10}
+    assert (change.state.balance, change.state.owed) == (10, 0)
+    check_consistent(change.state)
 
 
 def test_a_refund_of_points_partly_spent_leaves_zero_and_the_rest_owed():
