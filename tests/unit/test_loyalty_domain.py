@@ -558,3 +558,43 @@ def test_void_takes_back_a_settlement_with_its_earn_and_a_reversal():
     assert (undone.state.balance, undone.state.owed, undone.state.tier) == (10, 0, st.tier)
     assert undone.state.lots == st.lots and "reversed" not in undone.state.lots[0]
     check_consistent(undone.state)
+
+
+def test_the_timeline_names_the_purchase_in_words_a_person_knows():
+    from loyalty.events import PointsEarned
+    from loyalty.views import entry_view
+
+    def summary(change):
+        entry = entry_view({**change.entries[0], "occurred_at": T0})
+        return PointsEarned(contact_id=CID, entry=entry, balance=entry["balance_after"]).timeline().summary
+
+    assert summary(earn(member(), 10, "r-1", source="pos")) == "Earned 10 points (pos/r-1)"
+    by_order = d.earn(member(), CID, T0, POLICY, source="order", source_ref="ord_1", amount=eur(10),
+                      reason="order WEB-1001")
+    assert summary(by_order) == "Earned 10 points (order WEB-1001)"
+
+
+# -- reading sales' order events (loyalty/orders.py) -----------------------------------------------
+
+def test_order_events_are_read_tolerantly_but_their_ids_strictly():
+    from loyalty import orders
+
+    data = {"order_id": "ord_1", "contact_id": CID, "total": {"amount_minor": 12599, "currency": "EUR"},
+            "order": {"external_ref": " WEB-1001 ", "whatever": [1]}, "paid_at": "2026-01-01T00:00:00Z",
+            "a_field_from_the_future": True}
+    order = orders.paid(data)
+    assert (order.order_id, order.contact_id, order.label) == ("ord_1", CID, "order WEB-1001")
+    assert order.total == Money(amount_minor=12599, currency="EUR")
+    assert orders.paid({**data, "order": "not a view"}).label == "order ord_1"      # odd shapes: the order id
+    assert orders.paid({**data, "order": {"external_ref": 7}}).label == "order ord_1"
+    refund = orders.refunded({**data, "reason": "damaged", "total": "ignored"})
+    assert (refund.label, refund.refund_reason, refund.total) == ("order WEB-1001", "order WEB-1001 refunded: damaged",
+                                                                  None)
+    assert orders.refunded({**data, "reason": None}).refund_reason == "order WEB-1001 refunded"
+    for field, value in (("order_id", "ord 1"), ("contact_id", {"$ne": 1}), ("contact_id", None)):
+        with pytest.raises(InvalidArgument) as err:
+            orders.refunded({**data, field: value})
+        assert err.value.violations[0]["field"] == f"data.{field}"
+    with pytest.raises(InvalidArgument) as err:
+        orders.paid({**data, "total": {"amount_minor": "12599", "currency": "EUR"}})
+    assert err.value.violations[0]["field"].startswith("data.total")
