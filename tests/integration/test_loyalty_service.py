@@ -690,3 +690,29 @@ def test_a_paid_order_is_an_earn_and_one_look_for_its_refund(loyalty, dispatch):
             if database == cfg["MONGODB_DATABASE"] and (cid in cmd or oid in cmd or lot_of(oid) in cmd)]
     assert mine == ["find", "update", "insert", "update", "find"], mine
     assert svc.get_member(contact_id=cid)["balance"] == 35
+
+
+def test_a_refused_earn_takes_its_settlement_with_it(loyalty, dispatch):
+    """A purchase that earned for another contact earns nothing here: nor does it pay
+    what this member owes (its settlement is never in the ledger, nothing is published)."""
+    cfg, svc, db = loyalty()
+    owes, other, oid = new_contact_id(), new_contact_id(), new_order_id()
+    for cid in (owes, other):
+        svc.enroll(contact_id=cid)
+    send = dispatch(cfg, "sales")
+    deliver(send, paid(oid, owes, 10000))
+    svc.redeem_points(contact_id=owes, points=100, reason="gift card")
+    deliver(send, refunded(oid, owes, 10000))
+    svc.earn_points(contact_id=other, source="pos", source_ref="receipt-7", amount=eur(5000))
+    with pytest.raises(CrmError) as exc:
+        svc.earn_points(contact_id=owes, source="pos", source_ref="receipt-7", amount=eur(5000))
+    assert type(exc.value).__name__ == "AlreadyExists"
+    member = svc.get_member(contact_id=owes)
+    assert (member["balance"], member["points_owed"]) == (0, 100)
+    entries = list(db.ledger.find({"contact_id": owes}))
+    assert sorted(e["kind"] for e in entries) == ["earn", "redeem", "reverse"]
+    assert ledger_sum(db, owes) == 0 and sum(e["owed"] for e in entries) == 100
+    doc = db.members.find_one({"_id": owes})
+    assert doc["pending_ledger_n"] == 0 and doc["_outbox_n"] == 0
+    time.sleep(0.5)
+    assert not events_of(owes, "points_settled")

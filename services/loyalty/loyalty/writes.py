@@ -212,9 +212,8 @@ class MemberWrites:
                 contact_id, entries, {s["entry"]["_id"]: s["events"] for s in staged})}
             self.store.forget_entries(contact_id, [e["_id"] for e in entries])
             if collided:
-                self.apply(contact_id, lambda member: domain.void(member.state, contact_id, clock.now(),
-                                                                    self.policy,
-                                                                    [e for e in entries if e["_id"] in collided])
-                             if member is not None else None)
+                refused = [e for e in entries if e["_id"] in collided]
+                self.apply(contact_id, lambda member: None if member is None else
+                           domain.void(member.state, contact_id, clock.now(), self.policy, refused))
             done += len(entries)
         return done
