@@ -451,6 +451,50 @@ def test_entries_a_crash_left_staged_reach_the_ledger_before_their_events_are_re
     assert isinstance(Member.from_doc(doc).state, domain.MemberState)
 
 
+def test_a_staged_earn_the_ledger_refuses_is_voided_by_the_relay_with_its_settlement(loyalty):
+    """A crash after the member write of an earn that earned for another contact, while
+    this member owed points: the relay inserts, is refused, and voids earn and settlement."""
+    from loyalty import domain
+
+    cfg, svc, db = loyalty()
+    owes, other = new_contact_id(), new_contact_id()
+    for cid in (owes, other):
+        svc.enroll(contact_id=cid)
+    svc.earn_points(contact_id=owes, source="pos", source_ref="mine", amount=eur(4000))
+    svc.redeem_points(contact_id=owes, points=40, reason="gift card")
+    svc.earn_points(contact_id=other, source="pos", source_ref="theirs", amount=eur(3000))
+    store = LoyaltyStore(db)
+    before = store.member(owes)
+    refund = domain.reverse(before.state, owes, clock.now(), domain.Policy(), source="pos", source_ref="mine",
+                            reason="refunded")
+    before = store.write(owes, before, refund, [], {}, clock.now())
+    change = domain.earn(before.state, owes, clock.now(), domain.Policy(), source="pos", source_ref="theirs",
+                         amount=domain.Money(amount_minor=3000, currency="EUR"))
+    assert [e["kind"] for e in change.entries] == ["earn", "settle"]
+    store.write(owes, before, change, [], {}, clock.now())   # ... and the process dies here
+    member = wait_for(lambda: (lambda m: m if m["points_owed"] == 40 else None)(svc.get_member(contact_id=owes)),
+                      timeout=20)
+    assert member["balance"] == 0 and ledger_sum(db, owes) == 0
+    assert sorted(e["kind"] for e in db.ledger.find({"contact_id": owes})) == ["earn", "redeem", "reverse"]
+    doc = wait_for(lambda: (lambda d: d if d["pending_ledger_n"] == 0 else None)(db.members.find_one({"_id": owes})),
+                   timeout=20)
+    assert doc["pending_ledger"] == {}
+
+
+def test_staged_copies_the_relay_dropped_first_are_not_dropped_twice(loyalty):
+    """The relay drops the staged copies of entries the member's next write here would
+    have dropped; that write must not count them again, or ``pending_ledger_n`` drifts
+    below what is staged and the relay stops seeing what a crash leaves behind."""
+    cfg, svc, db = loyalty()
+    cid = new_contact_id()
+    svc.enroll(contact_id=cid)
+    svc.earn_points(contact_id=cid, source="pos", source_ref="a", amount=eur(1000))
+    wait_for(lambda: db.members.find_one({"_id": cid})["pending_ledger_n"] == 0, timeout=20)   # the relay's doing
+    svc.earn_points(contact_id=cid, source="pos", source_ref="b", amount=eur(1000))
+    doc = db.members.find_one({"_id": cid})
+    assert doc["pending_ledger_n"] == len(doc["pending_ledger"]) == 1
+
+
 class _Commands(monitoring.CommandListener):
     """Every database command the process sends, to count what one request costs."""
 

@@ -170,7 +170,8 @@ class LoyaltyStore:
         """``change`` in ONE guarded write: its ledger entries staged with their events
         (``pending_ledger.<entry id>``), its other events in the outbox; VersionConflict
         when another write got there first. ``forget``: entries of earlier writes known to
-        be in the ledger now, whose staged copies this write drops."""
+        be in the ledger now, whose staged copies this write drops; the write is guarded by
+        their presence too, as the relay's repair drops them as well (counted once)."""
         state = change.state.to_doc()
         entries = {e["_id"]: {"entry": e, "events": entry_events.get(e["_id"], [])} for e in change.entries}
         due_at = domain.next_due(change.state, now)
@@ -196,10 +197,17 @@ class LoyaltyStore:
         update = {"$set": sets, "$inc": incs}
         if forget:
             update["$unset"] = {f"{PENDING}.{k}": "" for k in forget}
-        result = self.members.update_one({"_id": contact_id, "version": before.version},
+        present = {f"{PENDING}.{k}": {"$exists": True} for k in forget}
+        result = self.members.update_one({"_id": contact_id, "version": before.version, **present},
                                          ev.stage_on_update(update, staged))
         if result.matched_count != 1:
-            raise VersionConflict(f"member {contact_id} changed meanwhile, retry", {"contact_id": contact_id})
+            still = self.members.find_one({"_id": contact_id, "version": before.version},
+                                          {f"{PENDING}.{k}": 1 for k in forget}) if forget else None
+            if still is None:
+                raise VersionConflict(f"member {contact_id} changed meanwhile, retry", {"contact_id": contact_id})
+            # the relay dropped some first (repair_leftovers, which does not move the version)
+            return self.write(contact_id, before, change, staged, entry_events, now,
+                              forget=[k for k in forget if k in (still.get(PENDING) or {})])
         return Member(contact_id, before.version + 1, change.state, before.display_name, before.erased)
 
     def undo(self, contact_id: str, after: Member, change: domain.Change, before: Member,
@@ -213,7 +221,9 @@ class LoyaltyStore:
         unset = {f"{PENDING}.{k}": "" for k in ids} | {f"{ev.OUTBOX}.{e['event_id']}": "" for e in staged}
         update = {"$set": {**before.state.to_doc(), "due_at": domain.next_due(before.state, now), "updated_at": now},
                   "$unset": unset, "$inc": {"version": 1, PENDING_COUNT: -len(ids), ev.OUTBOX_COUNT: -len(staged)}}
-        if self.members.update_one({"_id": contact_id, "version": after.version}, update).matched_count != 1:
+        present = {f"{PENDING}.{k}": {"$exists": True} for k in ids}   # not dropped by the relay meanwhile
+        if self.members.update_one({"_id": contact_id, "version": after.version, **present},
+                                   update).matched_count != 1:
             raise VersionConflict(f"member {contact_id} changed meanwhile, retry", {"contact_id": contact_id})
 
     # -- the ledger -------------------------------------------------------------------
