@@ -31,13 +31,16 @@ EVENT = "member_enrolled"          # loyalty/events.py MEMBER_ENROLLED
 IDLE_S = 10.0                      # nothing heard for this long after the last create: done
 
 
-def listen(amqp_uri: str, expect: int, timeout: float) -> dict:
-    """{"heard": {contact_id: time}, "error": why it stopped early, or None}."""
+def listen(amqp_uri: str, expect: int, timeout: float, exchange: str = EXCHANGE, event: str = EVENT,
+           key: str = "subject") -> dict:
+    """{"heard": {key: time}, "error": why it stopped early, or None}. ``key`` is the
+    dotted path in the envelope that names what was heard (the event's subject, or e.g.
+    ``data.entry.source_ref``: the order a points_earned entry was for)."""
     conn = pika.BlockingConnection(pika.URLParameters(amqp_uri))
     ch = conn.channel()
-    ch.exchange_declare(EXCHANGE, "topic", durable=True)
+    ch.exchange_declare(exchange, "topic", durable=True)
     queue = ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
-    ch.queue_bind(queue, EXCHANGE, routing_key=EVENT)
+    ch.queue_bind(queue, exchange, routing_key=event)
     heard: dict[str, float] = {}
     deadline = time.monotonic() + timeout
     print("ready", flush=True)
@@ -46,7 +49,11 @@ def listen(amqp_uri: str, expect: int, timeout: float) -> dict:
         for method, _props, body in ch.consume(queue, auto_ack=True, inactivity_timeout=0.5):
             now = time.monotonic()
             if method is not None:
-                heard.setdefault(json.loads(body)["subject"], now)
+                value = json.loads(body)
+                for part in key.split("."):
+                    value = value.get(part) if isinstance(value, dict) else None
+                if value is not None:
+                    heard.setdefault(str(value), now)
                 last = now
             if len(heard) >= expect or now > deadline or (heard and now - last > IDLE_S):
                 break
@@ -89,15 +96,14 @@ def run(addr: str, amqp_uri: str, n: int, in_flight: int, rate: float | None, pi
     """One pass; returns the pipeline row (without its name)."""
     # generous: a slow pass may take n / rate, and enrolments trail the creations
     timeout = 120 + (3 * n / rate if rate else n)
-    cmd = procs.module_command("bench.pipeline", "listen", amqp_uri, str(n), str(timeout))
-    with procs.helper(cmd) as listener:
-        window = CpuWindow({**pids, "listener": listener.pid})
+    with procs.helper(listener(amqp_uri, n, timeout)) as child:
+        window = CpuWindow({**pids, "listener": child.pid})
         records = asyncio.run(create_consenting(addr, n, in_flight, rate))
-        out, _ = listener.communicate(timeout=timeout + 30)
+        out, _ = child.communicate(timeout=timeout + 30)
         cpu = window.stop()
     lines = out.strip().splitlines()
     if not lines:
-        raise RuntimeError(f"the member_enrolled listener died (exit {listener.returncode})")
+        raise RuntimeError(f"the member_enrolled listener died (exit {child.returncode})")
     heard = json.loads(lines[-1])
     row = summarize(records, heard["heard"], rate, cpu)
     if heard["error"]:
@@ -134,5 +140,10 @@ def summarize(records: list[dict], heard: dict[str, float], rate: float | None, 
     }
 
 
+def listener(amqp_uri: str, expect: int, timeout: float, *where: str) -> list[str]:
+    """The command of a listener child (``where``: exchange, event, key)."""
+    return procs.module_command("bench.pipeline", "listen", amqp_uri, str(expect), str(timeout), *where)
+
+
 if __name__ == "__main__" and sys.argv[1] == "listen":
-    print(json.dumps(listen(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))), flush=True)
+    print(json.dumps(listen(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), *sys.argv[5:8])), flush=True)

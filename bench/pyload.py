@@ -16,11 +16,13 @@ from collections import Counter
 import grpc
 from google.protobuf import descriptor_pool, json_format, message_factory
 
-from crm.v1 import contacts_pb2, diagnostics_pb2, loyalty_pb2  # noqa: F401 - fill the descriptor pool
+from crm_gateway.bridge import load_api
 
 from . import credentials
 from .procs import Marks
 from .stats import summarize
+
+load_api()   # every crm.v1 service and message in the descriptor pool
 
 
 class Requests:

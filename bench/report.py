@@ -22,6 +22,8 @@ def _fmt(v, digits=1) -> str:
 
 ROW_COLUMNS = ("scenario", "in-flight", "req/s", "p50 ms", "p99 ms", "errors", "x full hop",
                "CPU % of a core (top)")
+ORDER_COLUMNS = ("order -> points pass", "orders", "placed+paid/s", "points/s", "lag p50 ms", "lag p99 ms",
+                 "from pay ack p50/p99 ms", "errors", "CPU % of a core (top)")
 PIPE_COLUMNS = ("pipeline pass", "contacts", "created/s", "enrolled/s", "lag p50 ms", "lag p99 ms",
                 "from ack p50/p99 ms", "errors", "CPU % of a core (top)")
 
@@ -35,6 +37,12 @@ def pipe_cells(p: dict) -> list[str]:
     return [p["scenario"], str(p["contacts"]), _fmt(p["create_rps"]), _fmt(p["enroll_rps"]),
             _fmt(p["lag_p50_ms"]), _fmt(p["lag_p99_ms"]),
             f"{p['lag_from_ack_p50_ms']:.0f}/{p['lag_from_ack_p99_ms']:.0f}", str(p["errors"]), top_cpu(p["cpu"])]
+
+
+def order_cells(p: dict) -> list[str]:
+    return [p["scenario"], str(p["orders"]), _fmt(p["paid_rps"]), _fmt(p["points_rps"]), _fmt(p["lag_p50_ms"]),
+            _fmt(p["lag_p99_ms"]), f"{p['lag_from_ack_p50_ms']:.0f}/{p['lag_from_ack_p99_ms']:.0f}",
+            str(p["errors"]), top_cpu(p["cpu"])]
 
 
 def text_table(columns, rows) -> str:
@@ -101,6 +109,8 @@ def render_text(results: dict) -> str:
         parts.append(text_table(ROW_COLUMNS, [row_cells(r) for r in results["rows"]]))
     if results.get("pipeline"):
         parts.append(text_table(PIPE_COLUMNS, [pipe_cells(p) for p in results["pipeline"]]))
+    if results.get("order_points"):
+        parts.append(text_table(ORDER_COLUMNS, [order_cells(p) for p in results["order_points"]]))
     if results.get("race"):
         parts.append(text_table(*race_table(results)))
     if results.get("database"):
@@ -129,6 +139,10 @@ def render_markdown(results: dict) -> str:
     if results.get("pipeline"):
         lines += ["Event pipeline (lag = `member_enrolled` heard - create request sent):", "",
                   md_table(PIPE_COLUMNS, [pipe_cells(p) for p in results["pipeline"]]), ""]
+    if results.get("order_points"):
+        lines += ["Order -> points (lag = loyalty's `points_earned` for the order heard - PlaceOrder sent; "
+                  "each order is placed, then paid):", "",
+                  md_table(ORDER_COLUMNS, [order_cells(p) for p in results["order_points"]]), ""]
     if results.get("race"):
         lines += ["Contention on one member (racing redemptions):", "", md_table(*race_table(results)), ""]
     if results.get("database"):

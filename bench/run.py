@@ -3,7 +3,8 @@
 Settings (environment, or the options of the same name):
   BENCH_DURATION   seconds per measured run (10)      BENCH_WARMUP  seconds of warm-up (1)
   BENCH_IN_FLIGHT  requests in flight, e.g. "1,32"    BENCH_LOAD    ghz | python | auto (auto)
-  BENCH_PIPELINE_N contacts per pipeline pass (300)   BENCH_ONLY    floor,product,race,peer,pipeline,database
+  BENCH_PIPELINE_N contacts (orders) per pipeline pass (300)
+  BENCH_ONLY       floor,product,race,peer,pipeline,sales,database
   BENCH_OUT        where latest.json/.md go (bench/results)
 
 `--only database` measures the database alone (bench/database.py: lookups at 5,000 and
@@ -26,10 +27,10 @@ import pymongo
 
 from crm_common import config, registry
 
-from . import credentials, database, floors, load, paths, pipeline, procs, race, report
+from . import credentials, database, floors, load, paths, pipeline, procs, race, report, sales
 from .cpu import find_pid, settle
 
-GROUPS = ("floor", "product", "race", "peer", "pipeline", "database")
+GROUPS = ("floor", "product", "race", "peer", "pipeline", "sales", "database")
 PACED_SHARE = 0.7   # the sustainable pass runs at this share of the enrolment rate the first pass reached
 
 
@@ -182,6 +183,27 @@ class Run:
         rate = min(report.LAG_RATE_TARGET, round(first["enroll_rps"] * PACED_SHARE))
         if rate > 0:
             self.pipeline_pass(f"paced at {rate:.0f}/s", n, top, rate)
+
+    def sales(self) -> None:
+        seed = self.seeded()
+        self.say("sales paths through the gateway")
+        deals = sales.seed_deals(self.target.gateway_addr, seed.contact_ids)
+        for path in sales.paths(self.target.gateway_addr, seed.run, seed.contact_ids, deals):
+            self.grpc(path.name, "sales", path.call, self.watched, kind=path.kind)
+        self.say("order -> points: orders placed and paid, until loyalty's points_earned for each")
+        top, n = max(self.cfg.in_flight), self.cfg.pipeline_n
+        self.order_points_pass(f"as fast as taken ({top} in flight)", n, top, None)
+        rate = round(self.results["order_points"][-1]["paid_rps"] * PACED_SHARE)
+        if rate > 0:
+            self.order_points_pass(f"paced at {rate:.0f}/s", n, top, rate)
+
+    def order_points_pass(self, name: str, n: int, in_flight: int, rate: float | None) -> None:
+        waited = self.settle()
+        p = sales.order_points(self.target.gateway_addr, self.target.amqp_uri, self.seeded().contact_ids, n,
+                               in_flight, rate, self.watched)
+        self.results.setdefault("order_points", []).append({"scenario": name, **p, **waited})
+        self.say(f"  {name:36s} paid {p['paid_rps']:.1f}/s points {p['points_rps']:.1f}/s"
+                 f"  lag p50 {p['lag_p50_ms']:.0f} ms p99 {p['lag_p99_ms']:.0f} ms  errors {p['errors']}")
 
     def database(self) -> None:
         self.say("database alone: lookups and guarded writes, concurrency (a private throw-away database)")

@@ -24,7 +24,7 @@ def test_every_scenario_reports_figures_without_errors(stack, tmp_path):
     rows = {r["scenario"]: r for r in results["rows"]}
     assert {"gRPC echo (grpc.aio, no work)", "AMQP echo (pika <-> pika)", report.FULL_HOP, "create contact",
             "get contact", "search contacts", "log interaction", "earn points", "redeem points",
-            "get contact via ClusterRpcProxy"} == set(rows)
+            "get contact via ClusterRpcProxy", "create lead", "move deal", "place order"} == set(rows)
     for name, r in rows.items():
         assert r["requests"] > 0 and r["rps"] > 0 and r["errors"] == 0, (name, r)
         assert 0 < r["p50_ms"] <= r["p99_ms"], (name, r)
@@ -33,6 +33,9 @@ def test_every_scenario_reports_figures_without_errors(stack, tmp_path):
     assert rows["get contact via ClusterRpcProxy"]["gateway_over_peer"] > 0
     for p in results["pipeline"]:
         assert p["errors"] == 0 and p["create_rps"] > 0 and p["enroll_rps"] > 0, p
+        assert 0 < p["lag_p50_ms"] <= p["lag_p99_ms"], p
+    for p in results["order_points"]:
+        assert p["errors"] == 0 and p["paid_rps"] > 0 and p["points_rps"] > 0, p
         assert 0 < p["lag_p50_ms"] <= p["lag_p99_ms"], p
     assert len(results["targets"]) >= 6 and set(GROUPS) == set(cfg.only)
     db = results["database"]

@@ -236,3 +236,63 @@ def test_a_rep_cannot_read_or_change_another_reps_deal_even_over_amqp(stack, con
                  token=stack.internal_token("sales_rep", subject="user:theo"))
     assert exc.value.args[0]["exc_type"] == "NotFound"
     assert rita.GetDeal(sales_pb2.GetDealRequest(deal_id=deal.id), timeout=10).stage_id == "qualification"
+
+
+def _member(loyalty, contact_id):
+    from crm.v1 import loyalty_pb2
+    return loyalty.GetMember(loyalty_pb2.GetMemberRequest(contact_id=contact_id), timeout=10)
+
+
+def _order(sales, contact_id, amount_minor, ref=None):
+    return sales.PlaceOrder(sales_pb2.PlaceOrderRequest(
+        contact_id=contact_id, external_ref=ref or f"web-{uuid.uuid4().hex[:10]}", channel="web", currency="EUR",
+        lines=[sales_pb2.OrderLine(sku="BAG-1", name="Bag", quantity=1, unit_price=money(amount_minor))]), timeout=10)
+
+
+def test_a_paid_order_earns_points_by_itself_a_refund_takes_them_back_and_the_timeline_shows_both(sales, channel):
+    from helpers import member_or_none
+    contacts, loyalty = stubs(channel)
+    contact = new_contact(contacts, loyalty=True)
+    wait_for(lambda: member_or_none(loyalty, contact.id))
+    order = _order(sales, contact.id, 25_000)
+    again = _order(sales, contact.id, 25_000, ref=order.external_ref)
+    assert again.id == order.id
+    sales.PayOrder(sales_pb2.PayOrderRequest(order_id=order.id), timeout=10)
+    assert wait_for(lambda: _member(loyalty, contact.id).balance == 250)   # 1 point per EUR, bronze
+
+    def kinds():
+        page = contacts.ListTimeline(contacts_pb2.ListTimelineRequest(contact_id=contact.id), timeout=10)
+        return {(e.source, e.kind) for e in page.entries}
+    assert wait_for(lambda: {("sales", "order_placed"), ("sales", "order_paid"),
+                             ("loyalty", "points_earned")} <= kinds())
+    # spend some, then refund: the rest is owed, the balance never negative
+    from crm.v1 import loyalty_pb2
+    loyalty.RedeemPoints(loyalty_pb2.RedeemPointsRequest(contact_id=contact.id, points=200, reason="voucher",
+                                                         idempotency_key=f"e2e-{uuid.uuid4().hex}"), timeout=10)
+    sales.RefundOrder(sales_pb2.RefundOrderRequest(order_id=order.id, reason="returned"), timeout=10)
+    member = wait_for(lambda: (m := _member(loyalty, contact.id)).points_owed == 200 and m)
+    assert member.balance == 0
+    assert wait_for(lambda: ("loyalty", "points_reversed") in kinds())
+    second = _order(sales, contact.id, 30_000)
+    sales.PayOrder(sales_pb2.PayOrderRequest(order_id=second.id), timeout=10)
+    member = wait_for(lambda: (m := _member(loyalty, contact.id)).points_owed == 0 and m)
+    assert member.balance == 100   # 300 earned, 200 of them settled what was owed
+
+
+def test_loyalty_stopped_while_orders_are_paid_catches_up_with_every_orders_points(stack, sales, channel):
+    from helpers import member_or_none
+    contacts, loyalty = stubs(channel)
+    members = [new_contact(contacts, loyalty=True) for _ in range(3)]
+    for m in members:   # enrolled before loyalty goes away (a paid order earns only for a member)
+        wait_for(lambda: member_or_none(loyalty, m.id))
+    stack.stop("loyalty")
+    try:
+        for m in members:
+            for amount in (10_000, 5_000):
+                order = _order(sales, m.id, amount)
+                sales.PayOrder(sales_pb2.PayOrderRequest(order_id=order.id), timeout=10)
+    finally:
+        stack.start("loyalty")
+        stack.wait_ready("loyalty")
+    for m in members:
+        assert wait_for(lambda: _member(loyalty, m.id).balance == 150, timeout=30)
