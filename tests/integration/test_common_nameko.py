@@ -2,6 +2,8 @@
 publish-after-store, relay of events left pending, idempotent handlers, parking."""
 from __future__ import annotations
 
+import json
+
 import socket
 import time
 import urllib.error
@@ -103,10 +105,19 @@ def test_failing_handler_is_parked_then_replayable(pair, rpc):
     cfg, pdb, cdb = pair
     rpc(cfg).producer_t.make("bad1")
     parked = wait_for(lambda: cdb.parked_events.find_one({}), timeout=15)
-    assert parked["envelope"]["data"]["id"] == "bad1"
+    assert json.loads(parked["envelope"])["data"]["id"] == "bad1"
     assert "cannot handle bad things" in parked["error"]
     assert rpc(cfg).consumer_t.replay_parked_events() == {"replayed": 1}
     assert cdb.parked_events.count_documents({}) == 1  # still failing: parked again
+
+
+def test_a_hostile_payload_is_parked_too(pair, dispatch):
+    """Keys MongoDB refuses in a document ("$where") do not stop a delivery being parked."""
+    cfg, pdb, cdb = pair
+    env = ev.envelope("thing_made", source="producer_t", subject="bad2", data={"id": "bad2", "$where": {"$x": 1}})
+    dispatch(cfg, "producer_t")("thing_made", env)
+    parked = wait_for(lambda: cdb.parked_events.find_one({"_id": {"$regex": env["event_id"]}}), timeout=15)
+    assert json.loads(parked["envelope"])["data"]["$where"] == {"$x": 1}
 
 
 def test_ping_proves_broker_and_database(pair, rpc):

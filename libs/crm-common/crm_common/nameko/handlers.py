@@ -16,6 +16,7 @@ marker redelivers): use derived ids and conditional writes.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 import traceback
@@ -93,8 +94,9 @@ handles_timeline = handles(TIMELINE, TIMELINE_FACT, idempotent=True)
 
 def _park(db, key, consumer, method, envelope, exc, attempts) -> None:
     log.error("%s parked %s after %d attempts: %s", consumer, envelope.get("event_id"), attempts, exc)
+    # The envelope as JSON text: a hostile payload may hold keys MongoDB refuses ("$where").
     db[PARKED].replace_one({"_id": key}, {
-        "_id": key, "consumer": consumer, "method": method, "envelope": envelope,
+        "_id": key, "consumer": consumer, "method": method, "envelope": json.dumps(envelope, default=str),
         "error": f"{type(exc).__name__}: {exc}",
         "traceback": traceback.format_exc(limit=8),
         "attempts": attempts, "parked_at": clock.now(),
@@ -107,7 +109,8 @@ def replay_parked(service, limit: int = 100) -> int:
     replayed = 0
     for doc in list(db[PARKED].find({}).limit(limit)):
         db[PARKED].delete_one({"_id": doc["_id"]})
-        getattr(service, doc["method"])(doc["envelope"])
+        envelope = doc["envelope"]
+        getattr(service, doc["method"])(json.loads(envelope) if isinstance(envelope, str) else envelope)
         replayed += 1
     metrics.EVENTS_PARKED.labels(service.name).set(db[PARKED].count_documents({}))
     return replayed
