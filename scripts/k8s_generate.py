@@ -34,6 +34,7 @@ import textwrap
 from pathlib import Path
 
 import yaml
+from crm_common import broker
 from crm_common import registry as bus
 from crm_common.registry import Deployable, Registry
 
@@ -88,52 +89,9 @@ def settings(d: Deployable) -> dict[str, str]:
     return {**common, **d.settings}
 
 
-# --- RabbitMQ permissions -----------------------------------------------------------------
+# --- RabbitMQ permissions: crm_common.broker (the local stack's users have the same) ---------
 
-def _escape(name: str) -> str:
-    if not re.fullmatch(r"[a-z0-9_.-]+", name):
-        raise ValueError(f"{name!r}: a bus name with characters the permission regexes do not expect")
-    return name.replace(".", r"\.")
-
-
-def _queue_patterns(d: Deployable) -> list[str]:
-    """d's queues, with the event queues of one source written once: evt-<source>-(a|b)--<d>."""
-    patterns = [_escape(bus.rpc_queue(d.name))]
-    by_source: dict[str, list[str]] = {}
-    for sub in d.subscribes:
-        if sub.is_timeline:
-            patterns.append(_escape(sub.queue(d.name)))
-        else:
-            by_source.setdefault(sub.source, []).append(sub.event_type)
-    for source, types in by_source.items():
-        before, after = bus.event_queue(source, "\0", d.name).split("\0")
-        inner = types[0] if len(types) == 1 else "(" + "|".join(types) + ")"
-        patterns.append(_escape(before) + inner + _escape(after))
-    assert all(any(re.fullmatch(p, q) for p in patterns) for q in d.queues), "a queue no pattern admits"
-    return patterns
-
-
-def _anchored(names: list[str]) -> str:
-    unique = list(dict.fromkeys(names))
-    return "^(" + "|".join(unique) + ")$"
-
-
-def permissions(d: Deployable) -> dict[str, str]:
-    """configure / write / read regexes for d's broker user (RabbitMQ's rules: declaring
-    needs configure, publishing write on the exchange, binding write on the queue and
-    read on the exchange, consuming read on the queue)."""
-    rpc = _escape(bus.RPC_EXCHANGE)
-    if d.kind == "gateway":
-        # nameko-rpc for the requests, and its own exclusive reply queue (rpc.reply-<name>-<hex>)
-        mine = _anchored([rpc, _escape(f"rpc.reply-{d.name}-") + "[0-9a-f]+"])
-        return {"configure": mine, "write": mine, "read": mine}
-    own = _escape(bus.events_exchange(d.name))
-    timeline = [_escape(bus.TIMELINE_EXCHANGE)] if d.timeline else []
-    subscribed = [_escape(sub.exchange()) for sub in d.subscribes]
-    queues = _queue_patterns(d)
-    return {"configure": _anchored([rpc, own, *timeline, *subscribed, *queues]),
-            "write": _anchored([rpc, own, *timeline, *queues]),
-            "read": _anchored([rpc, *subscribed, *queues])}
+permissions = broker.permissions
 
 
 # --- YAML ------------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ database) is scripts/infra.sh's job.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -21,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import pika
 
-from crm_common import access, config, registry
+from crm_common import access, broker, config, registry
 from crm_gateway import devauth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +49,14 @@ def metrics_ports() -> dict[str, int]:
     return {d.name: d.metrics_port for d in registry.load().deployables}
 
 
+def our_broker_env() -> dict[str, str] | None:
+    """The CRM_RABBITMQ_* settings of the broker scripts/infra.sh runs ({} = its
+    defaults), or None when AMQP_URI names someone else's broker (no users made there)."""
+    if "AMQP_URI" in os.environ and not os.environ.get("CRM_RABBITMQ_NODE"):
+        return None
+    return {}
+
+
 @dataclass
 class Stack:
     amqp_uri: str = field(default_factory=config.amqp_uri)
@@ -56,6 +68,10 @@ class Stack:
     run_dir: Path = ROOT / "var"
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)   # more environment for every process
+    # The broker node whose users this stack manages (CRM_RABBITMQ_* settings, {} = the
+    # default node), None = run every process with amqp_uri's own credentials.
+    broker_env: dict[str, str] | None = field(default_factory=our_broker_env)
+    _users_ready: bool = False
 
     @cached_property
     def auth(self) -> devauth.DevAuth:
@@ -77,8 +93,54 @@ class Stack:
             return [str(BIN / "crm-gateway")]
         return [str(BIN / "crm-service"), name]
 
+    # -- the deployables' broker users ------------------------------------------------
+    def _rabbitmqctl(self, *args: str) -> None:
+        done = subprocess.run([str(ROOT / "scripts" / "infra.sh"), "rabbitmqctl", *args], text=True,
+                              capture_output=True, env={**os.environ, **(self.broker_env or {})})
+        if done.returncode:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stdout[-300:]} {done.stderr[-300:]}")
+
+    def _broker_password(self, user: str) -> str:
+        """Derived from the node's Erlang cookie: every stack on one node (make up's, the
+        test suites') agrees on it without sharing a file, and whoever can read the
+        cookie can administer the node anyway."""
+        env = {**os.environ, **(self.broker_env or {})}
+        directory = Path(env.get("CRM_RABBITMQ_DIR") or ROOT / "var" / "rabbitmq")
+        directory = directory if directory.is_absolute() else ROOT / directory
+        cookie = (directory / ".erlang.cookie").read_bytes().strip()
+        return hmac.new(cookie, f"crm-broker-user:{user}".encode(), hashlib.sha256).hexdigest()
+
+    def ensure_broker_users(self) -> None:
+        """Each deployable runs as its own broker user, with exactly the permissions its
+        cluster user has (crm_common.broker, the same as deploy/k8s), on this stack's
+        vhost: one ``rabbitmqctl import_definitions`` (users are added or updated)."""
+        if self.broker_env is None or self._users_ready:
+            return
+        vhost = urllib.parse.unquote(urllib.parse.urlsplit(self.amqp_uri).path[1:]) or "/"
+        users, permissions = [], []
+        for d in registry.load().deployables:
+            salt = os.urandom(4)
+            digest = hashlib.sha256(salt + self._broker_password(broker.user(d)).encode()).digest()
+            users.append({"name": broker.user(d), "password_hash": base64.b64encode(salt + digest).decode(),
+                          "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []})
+            permissions.append({"user": broker.user(d), "vhost": vhost, **broker.permissions(d)})
+        definitions = self.run_dir / "run" / "broker-users.json"   # hashes only; the node reads the file itself
+        definitions.parent.mkdir(parents=True, exist_ok=True)
+        definitions.write_text(json.dumps({"users": users, "vhosts": [{"name": vhost}], "permissions": permissions}))
+        self._rabbitmqctl("import_definitions", str(definitions), "--format", "json")
+        self._users_ready = True
+
+    def amqp_uri_of(self, deployable: str) -> str:
+        """The AMQP URI ``deployable`` connects with: its own user when this stack manages them."""
+        if self.broker_env is None:
+            return self.amqp_uri
+        user = broker.user(registry.load().deployable(deployable))
+        parts = urllib.parse.urlsplit(self.amqp_uri)
+        netloc = f"{user}:{self._broker_password(user)}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
     def environment(self, name: str) -> dict[str, str]:
-        env = dict(os.environ, AMQP_URI=self.amqp_uri, MONGODB_URL=self.mongodb_url,
+        env = dict(os.environ, AMQP_URI=self.amqp_uri_of(name), MONGODB_URL=self.mongodb_url,
                    METRICS_PORT=str(self.metrics_ports.get(name, 0)), PYTHONUNBUFFERED="1",
                    PYTHONWARNINGS="ignore", **self.auth.environment(), **self.settings)
         if name == "gateway":
@@ -103,6 +165,7 @@ class Stack:
         """Start ``name`` (a deployable), or ``name@N``: another replica of a service,
         sharing its queues and database, on a metrics port of its own."""
         deployable, _, replica = name.partition("@")
+        self.ensure_broker_users()
         (self.run_dir / "log").mkdir(parents=True, exist_ok=True)
         self.pidfile(name).parent.mkdir(parents=True, exist_ok=True)
         log = open(self.run_dir / "log" / f"{name}.log", "ab")
@@ -139,6 +202,8 @@ class Stack:
         if name in self.procs:
             self.procs.pop(name).wait()
         self.pidfile(name).unlink(missing_ok=True)
+        if "@" in name:   # a replica's port goes with it
+            self.metrics_ports.pop(name, None)
 
     def up(self, names: list[str] | None = None, timeout: float = 60) -> None:
         for name in names or [*services(), "gateway"]:
@@ -263,6 +328,7 @@ def main(argv: list[str]) -> int:
         name = argv[2]
         registry.load().deployable(name)
         command = stack.command(name)
+        stack.ensure_broker_users()
         os.execve(command[0], command, stack.environment(name))
     elif cmd == "status":
         for name in [*services(), "gateway"]:

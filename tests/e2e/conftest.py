@@ -17,7 +17,7 @@ from crm_gateway import client
 from support.infra import ROOT, drop_vhost, fresh_vhost, unique_db
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from stack import Stack  # noqa: E402
+from stack import Stack, our_broker_env  # noqa: E402
 
 
 def free_port() -> int:
@@ -27,15 +27,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_stack(amqp_uri: str, run_dir: Path) -> Iterator[Stack]:
+def running_stack(amqp_uri: str, run_dir: Path, broker_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """Every service and the gateway on ``amqp_uri``, with their own databases and
-    ports; stopped and the databases dropped on exit."""
+    ports, each as its own broker user (on the node ``broker_env`` names, CRM_RABBITMQ_*;
+    default the project's); stopped and the databases dropped on exit."""
     prefix = unique_db("e2e") + "_"
     st = Stack(amqp_uri=amqp_uri, gateway_addr=f"127.0.0.1:{free_port()}",
                metrics_ports={d.name: free_port() for d in registry.load().deployables},
                database_prefix=prefix, run_dir=run_dir,
                # The suite calls faster than a person may (the limit itself: tests/e2e/test_access.py).
-               settings={"GATEWAY_RATE_PER_SECOND": "0"})
+               settings={"GATEWAY_RATE_PER_SECOND": "0"},
+               broker_env=broker_env if broker_env is not None else our_broker_env())
     try:
         st.up()
         yield st
@@ -60,8 +62,8 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def start_stack(tmp_path_factory):
-    """Another private stack, e.g. on a broker of its own: ``with start_stack(amqp_uri) as st``."""
-    return lambda amqp_uri: running_stack(amqp_uri, tmp_path_factory.mktemp("stack"))
+    """Another private stack, e.g. on a broker of its own: ``with start_stack(amqp_uri, node.env) as st``."""
+    return lambda amqp_uri, broker_env=None: running_stack(amqp_uri, tmp_path_factory.mktemp("stack"), broker_env)
 
 
 @pytest.fixture(scope="session")

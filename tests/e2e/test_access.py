@@ -203,3 +203,31 @@ def test_every_local_listener_binds_loopback_and_metrics_answer_only_their_paths
         assert listening.get(port) == {"127.0.0.1"}, (port, listening.get(port))
     assert probe(stack.metrics_ports["contacts"], "/metrics") == 200
     assert probe(stack.metrics_ports["contacts"], "/anything-else") == 404
+
+
+def test_each_process_is_its_own_broker_user_and_may_touch_only_its_part_of_the_bus(stack):
+    """As in a cluster (deploy/k8s, crm_common.broker): the contacts process's broker user
+    cannot take another service's requests, publish another service's events, or read
+    a queue that is not its own; its own queue it may."""
+    import pika
+    from pika.exceptions import ChannelClosedByBroker
+
+    uri = stack.amqp_uri_of("contacts")
+    assert uri.split("//")[1].startswith("contacts:")
+
+    def refused(action) -> bool:
+        conn = pika.BlockingConnection(pika.URLParameters(uri))
+        try:
+            action(conn.channel())
+            return False
+        except ChannelClosedByBroker as exc:
+            return exc.reply_code == 403
+        finally:
+            if conn.is_open:
+                conn.close()
+
+    assert refused(lambda ch: ch.basic_get("rpc-sales"))
+    assert refused(lambda ch: ch.basic_get("evt-contacts-contact_created--loyalty"))
+    assert refused(lambda ch: ch.exchange_declare("sales.events", "topic", durable=True))
+    assert refused(lambda ch: (ch.confirm_delivery(), ch.basic_publish("sales.events", "order_paid", b"{}")))
+    assert not refused(lambda ch: ch.queue_declare("rpc-contacts", passive=True))

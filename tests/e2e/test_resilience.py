@@ -65,7 +65,7 @@ def outage_stack(start_stack, tmp_path_factory):
     """A stack on a RabbitMQ node of its own: the outage test stops that broker, never
     the shared one that benchmarks and other test runs are using."""
     with private_rabbitmq(tmp_path_factory.mktemp("rabbitmq")) as broker:
-        with start_stack(broker.amqp_uri) as st:
+        with start_stack(broker.amqp_uri, broker.env) as st:
             yield st, broker
 
 
