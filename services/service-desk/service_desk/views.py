@@ -39,8 +39,8 @@ def ticket_view(doc: dict[str, Any], customer_name: str = "") -> dict[str, Any]:
         "satisfaction": ({"score": doc["csat"]["score"], "comment": doc["csat"].get("comment") or "",
                           "received_at": iso(doc["csat"]["at"])} if doc.get("csat") else None),
         "history": [{"at": iso(h["at"]), "by": h.get("by") or "", "what": h["what"],
-                     "from": "" if h.get("from") is None else str(h["from"]),
-                     "to": "" if h.get("to") is None else str(h["to"]),
+                     "from_value": "" if h.get("from") is None else str(h["from"]),
+                     "to_value": "" if h.get("to") is None else str(h["to"]),
                      "detail": ", ".join(f"{k}={v}" for k, v in sorted(h.items())
                                          if k not in ("at", "by", "what", "from", "to") and v not in (None, ""))}
                     for h in doc.get("history") or ()],

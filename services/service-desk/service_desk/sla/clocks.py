@@ -94,8 +94,11 @@ class Clock:
             return self
         return replace(self._banked(cal, now), running_since=None, stopped_at=now, warn_at=None, due_at=None)
 
-    def retarget(self, cal: Calendar, now: datetime, target: float | None, warning_share: float) -> "Clock":
-        return replace(self._banked(cal, now), target=target).scheduled(cal, warning_share)
+    def retarget(self, cal: Calendar, now: datetime, target: float | None, warning_share: float,
+                 new_cal: Calendar | None = None) -> "Clock":
+        """Bank what ``cal`` counted so far, then schedule the rest of ``target`` on
+        ``new_cal`` (the new policy's calendar; default the same)."""
+        return replace(self._banked(cal, now), target=target).scheduled(new_cal or cal, warning_share)
 
     # -- what is due ---------------------------------------------------------------------
     def next_due(self) -> datetime | None:

@@ -143,10 +143,11 @@ def new_ticket(ticket_id: str, fields: dict[str, Any], customer: Customer, sla: 
 # -- the SLA ---------------------------------------------------------------------------------
 
 def retarget(ticket: dict[str, Any], policy: dict[str, Any] | None, customer: Customer, priority: str,
-             ctx: Ctx, default_warning_percent: int) -> Change:
+             ctx: Ctx, default_warning_percent: int, new_cal: Calendar | None = None) -> Change:
     """Choose the SLA again (another policy, tier, segment or priority), keeping the time
-    each clock has counted; stopped clocks keep the target they were judged by. No
-    change when nothing moved."""
+    each clock has counted (on the ticket's calendar, ``ctx.cal``; the rest is scheduled
+    on the new policy's, ``new_cal``); stopped clocks keep the target they were judged
+    by. No change when nothing moved."""
     old = sla_of(ticket)
     t = policies.targets(policy, priority) or {}
     warning = int((policy or {}).get("warning_percent") or default_warning_percent)
@@ -157,7 +158,7 @@ def retarget(ticket: dict[str, Any], policy: dict[str, Any] | None, customer: Cu
         clock = old.clock(target)
         if not clock.stopped and (clock.target != t.get(key) or warning != old.warning_percent
                                   or new.calendar_id != old.calendar_id):
-            new = new.with_clock(target, clock.retarget(ctx.cal, ctx.now, t.get(key), new.warning_share))
+            new = new.with_clock(target, clock.retarget(ctx.cal, ctx.now, t.get(key), new.warning_share, new_cal))
     if new == old:
         return Change()
     sets = _sla_sets(new)
@@ -373,7 +374,7 @@ def assign(ticket: dict[str, Any], group: str, assignee: str, reason: str, ctx: 
 
 
 def change_priority(ticket: dict[str, Any], priority: str, policy: dict[str, Any] | None, customer: Customer,
-                    ctx: Ctx, default_warning_percent: int) -> Change:
+                    ctx: Ctx, default_warning_percent: int, new_cal: Calendar | None = None) -> Change:
     """A new priority; the SLA targets follow it (elapsed time kept)."""
     _writable(ticket)
     if ticket["status"] not in ACTIVE:
@@ -382,7 +383,7 @@ def change_priority(ticket: dict[str, Any], priority: str, policy: dict[str, Any
     if priority == ticket["priority"]:
         return Change()
     change = Change({"priority": priority}, [], [_entry(ctx, "priority", ticket["priority"], priority)])
-    return change.merge(retarget(ticket, policy, customer, priority, ctx, default_warning_percent))
+    return change.merge(retarget(ticket, policy, customer, priority, ctx, default_warning_percent, new_cal))
 
 
 # -- satisfaction ---------------------------------------------------------------------------------------
