@@ -72,7 +72,7 @@ class TicketEntrypoints:
         try:
             sla = domain.start_sla(policy, customer, fields["priority"], cal, ctx.now, writes.settings.warning_percent)
             doc, change = domain.new_ticket(ticket_id, fields, customer, sla, group, assignee, reason, ctx)
-            staged = writes.stage({**doc, "status": None, "group": None, "assignee": None}, change, 1, "open")
+            staged = writes.stage(doc, change, 1, "open", created=True)
             inserted = self.store.tickets.insert(doc, staged)
         except BaseException:
             if claimed:

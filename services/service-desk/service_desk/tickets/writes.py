@@ -93,11 +93,17 @@ class TicketWrites:
         self.finish(after, change, staged, claimed)
         return after
 
-    def stage(self, ticket: dict[str, Any], change: Change, version: int, operation: str) -> list[dict[str, Any]]:
+    def stage(self, ticket: dict[str, Any], change: Change, version: int, operation: str, *,
+              created: bool = False) -> list[dict[str, Any]]:
+        """The envelopes a change stages: its events and its audit entry (a new ticket's
+        entry has no before)."""
         staged = []
         for n, event in enumerate(change.events):
             staged += self.outbox.announce(event, event_id=event_id(ticket["_id"], version, event, n))
-        before, after = audit.changed(_audited(ticket), _audited({**ticket, **change.sets}))
+        if created:
+            before, after = {}, {k: v for k, v in _audited(ticket).items() if v not in (None, "", False)}
+        else:
+            before, after = audit.changed(_audited(ticket), _audited({**ticket, **change.sets}))
         if change.message:
             after = {**after, "message_id": change.message["_id"], "internal": change.message["internal"]}
         if before or after:
