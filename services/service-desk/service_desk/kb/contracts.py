@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from crm_common.contracts import Command, Id, Model, OptText, Paragraphs, Request, Text, error
+from crm_common.contracts import Command, Id, OptText, Paragraphs, Request, Text, Tolerant, error
 
 TITLE_MAX = 200
 BODY_MAX = 50_000
@@ -25,7 +25,7 @@ Locale = Annotated[Text(16, required=True), AfterValidator(_locale)]
 OptLocale = Annotated[OptText(16), AfterValidator(lambda v: None if v is None else _locale(v))]
 
 
-class ArticleIn(Model):
+class ArticleIn(Tolerant):
     """An article: ``status`` draft (agents only) or published (the bot answers with it)."""
 
     title: Text(TITLE_MAX, required=True)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from crm_common.contracts import Command, Id, Model, OptId, Request, Text, error
+from crm_common.contracts import Command, Id, Model, OptId, Request, Text, Tolerant, error
 
 from ..tickets.contracts import Category, Channel, PriorityIn
 from . import calendar as cal
@@ -63,7 +63,7 @@ class OpeningHours(Model):
         return value
 
 
-class CalendarIn(Model):
+class CalendarIn(Tolerant):
     """Weekly opening hours in a time zone, and the holidays (local dates) it is closed."""
 
     id: Id
@@ -91,7 +91,7 @@ class TargetIn(Model):
     resolution_seconds: int = Field(ge=1, le=MAX_TARGET_SECONDS)
 
 
-class PolicyIn(Model):
+class PolicyIn(Tolerant):
     """Applies to customers whose tier is in ``tiers`` (empty: any) and whose value
     segment is in ``segments`` (empty: any); ``targets`` has one entry per priority;
     ``calendar_id`` "" counts every hour; ``warning_percent`` 0 = the default (80)."""
@@ -123,7 +123,7 @@ class ListSlaPolicies(Request):
     pass
 
 
-class GroupIn(Model):
+class GroupIn(Tolerant):
     """A group of agents (its id is the team its agents' tokens carry) and the tickets
     it takes: ``categories`` and ``channels`` (crm.v1 routing rules)."""
 
@@ -142,7 +142,7 @@ class ListGroups(Request):
     pass
 
 
-class AgentIn(Model):
+class AgentIn(Tolerant):
     """An agent (``id`` is the principal's id, e.g. agent-neda), the groups they work
     in, whether they take tickets now, and their cap of open tickets (0 = the default)."""
 
