@@ -334,3 +334,28 @@ def test_erasure_anonymizes_tickets_and_keeps_them(desk, dispatch):
         open_ticket(svc, contact)
     with pytest.raises(FailedPrecondition):
         svc.reply_to_ticket(ticket_id=t["id"], body="more")
+
+
+def test_two_replicas_racing_over_due_tickets_publish_each_alert_once(make_config, start_service, mongo_client, rpc):
+    """Two containers on one database and queue, their timers running, and more timer runs
+    asked for at once on both: each warning and breach is published once."""
+    import eventlet
+
+    cfg = make_config("service-desk")
+    start_service(DeskEventSink, make_config("service_desk_sink"))
+    start_service(ServiceDeskService, cfg)
+    start_service(ServiceDeskService, cfg)
+    svc = rpc(cfg)["service-desk"]
+    svc.save_sla_policy(policy={"id": "race", "name": "Race", "warning_percent": 50, "targets": targets(2, 3)})
+    tickets = [open_ticket(svc, cid())["id"] for _ in range(30)]
+    time.sleep(3.2)
+    pool = eventlet.GreenPool()
+    for _ in range(8):
+        pool.spawn(rpc(cfg)["service-desk"].run_due_timers)
+    pool.waitall()
+    wait_for(lambda: all(len(events_of(t, "ticket_sla_breached")) >= 2 for t in tickets), timeout=20)
+    time.sleep(1.5)
+    for t in tickets:
+        for kind in ("ticket_sla_warning", "ticket_sla_breached", "ticket_escalated"):
+            per_target = [e["data"]["target"] for e in events_of(t, kind)]
+            assert sorted(per_target) == ["first_response", "resolution"], (t, kind, per_target)
