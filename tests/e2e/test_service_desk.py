@@ -10,6 +10,7 @@ gold for the targets, silver for the fast clocks, platinum for the closed calend
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import uuid
@@ -22,6 +23,8 @@ import pytest
 
 from crm.v1 import contacts_pb2, loyalty_pb2, service_desk_pb2 as sd, service_desk_pb2_grpc
 from crm_common import clock
+from crm_gateway import client
+from support.infra import ROOT
 from helpers import member_or_none, money, new_contact, stubs, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -339,3 +342,27 @@ def test_agents_see_their_groups_tickets_only(api, desk, connect):
     assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
     listed = agent.ListTickets(sd.ListTicketsRequest(contact_id=contact.id), timeout=10).tickets
     assert [t.id for t in listed] == [theirs.id]
+
+
+def test_the_demo_loads_tickets_in_every_status_and_loads_again_without_duplicates(api, channel, stack):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import demo_service_desk as demo
+
+    contacts = api[0]
+    for local in {t[0] for t in demo.TICKETS}:
+        try:
+            contacts.CreateContact(contacts_pb2.CreateContactRequest(contact=contacts_pb2.Contact(
+                given_name=local.split(".")[0].title(), family_name=local.split(".")[1].title(),
+                emails=[contacts_pb2.Email(address=f"{local}@example.com")])), timeout=10)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.ALREADY_EXISTS
+    lead = client.authorized(grpc.insecure_channel(stack.gateway_addr), stack.token("support_lead", subject="demo"))
+    first = demo.load(lead)
+    again = demo.load(lead)
+    assert "8 tickets created" in first and "0 articles and 0 tickets created" in again
+    desk = service_desk_pb2_grpc.ServiceDeskServiceStub(lead)
+    statuses = {t.status for g in ("support", "delivery", "quality", "billing")
+                for t in desk.ListTickets(sd.ListTicketsRequest(group=g, page_size=100), timeout=10).tickets}
+    assert {"new", "open", "pending", "resolved", "closed"} <= statuses
+    hits = desk.SearchArticles(sd.SearchArticlesRequest(query="مرجوعی كالا"), timeout=10).hits
+    assert hits and hits[0].article.locale == "fa"
