@@ -8,8 +8,8 @@ Persian for Arabic script; snowballstemmer, pure Python): "refunds" finds "refun
 
 An article's terms carry weights by where they occur (title 3, tags 2, body 1); the
 store keeps one posting per (article, term) under an index on the term, so a query
-reads the postings of its own terms only. Persian possessive endings the stemmer keeps
-("سفارشم", my order) are tried without them too. Ranking is BM25 (k1 1.2, b 0.75) over the
+reads the postings of its own terms only. Persian endings the stemmer keeps (possessives:
+"سفارشم", my order; the ezafe: "کالای", the goods of) are tried without them too. Ranking is BM25 (k1 1.2, b 0.75) over the
 weighted frequencies, computed here (the database has no text search).
 
 The bot's confidence in its best answer is the share of the query's information
@@ -62,30 +62,30 @@ def _stem(word: str) -> str:
     return word
 
 
+def _raw_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(fold(text)) if w not in STOPWORDS and (len(w) >= 2 or w.isdigit())]
+
+
 def words(text: str) -> list[str]:
     """The folded, stemmed words of ``text`` that carry meaning, in order."""
-    out = []
-    for word in _WORD.findall(fold(text)):
-        if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
-            continue
-        out.append(_stem(word)[:TERM_MAX])
-    return out
+    return [_stem(w)[:TERM_MAX] for w in _raw_words(text)]
 
 
-# Persian possessive endings ("my order" = سفارشم) that the stemmer keeps: a query word
-# with one also asks for the word without it.
-_POSSESSIVE = ("شان", "تان", "مان", "م", "ت", "ش")
+# Persian endings the stemmer keeps, which a query word is also tried without: possessives
+# ("سفارشم", my order) and the ezafe ی ("کالای سفارشم", the goods of my order).
+_ENDINGS = ("شان", "تان", "مان", "م", "ت", "ش", "ی")
 
 
 def query_terms(text: str) -> list[tuple[str, ...]]:
     """The distinct terms of a query, in the order asked; each a tuple of alternatives
-    (the word as stemmed, then the word without a Persian possessive ending)."""
+    (the word as stemmed, then the word stemmed without a Persian ending)."""
     out: dict[str, tuple[str, ...]] = {}
-    for term in words(text):
+    for word in _raw_words(text):
+        term = _stem(word)[:TERM_MAX]
         alternatives = [term]
-        if _ARABIC_SCRIPT.search(term):
-            alternatives += [_stem(term[:-len(e)]) for e in _POSSESSIVE
-                             if term.endswith(e) and len(term) - len(e) >= 3][:1]
+        if _ARABIC_SCRIPT.search(word):
+            alternatives += [_stem(word[:-len(e)])[:TERM_MAX] for e in _ENDINGS
+                             if word.endswith(e) and len(word) - len(e) >= 3][:1]
         out.setdefault(term, tuple(dict.fromkeys(alternatives)))
     return list(out.values())[:QUERY_TERMS_MAX]
 
