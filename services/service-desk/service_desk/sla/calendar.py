@@ -18,6 +18,8 @@ from functools import lru_cache
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from crm_common.errors import FailedPrecondition
+
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DAY_SECONDS = 86_400
 # How far ahead an instant is looked for: a calendar whose holidays close it for longer
@@ -25,8 +27,9 @@ DAY_SECONDS = 86_400
 HORIZON_DAYS = 3 * 366
 
 
-class CalendarClosed(ValueError):
-    """The calendar opens no time within the horizon."""
+class CalendarClosed(FailedPrecondition):
+    """The calendar opens no time within the horizon (SaveCalendar refuses such a
+    calendar; one whose holidays later close it for years answers this)."""
 
 
 @lru_cache(maxsize=256)

@@ -16,6 +16,7 @@ from .. import views
 from ..settings import SLA_INTERVAL_SECONDS
 from ..tickets import domain
 from . import contracts as C
+from .calendar import HORIZON_DAYS, Calendar, CalendarClosed, next_opening
 from .store import AGENTS, CALENDARS, GROUPS, POLICIES
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ class SlaEntrypoints:
         c = req.calendar
         doc = {"_id": c.id, "name": c.name, "time_zone": c.time_zone, "hours": [h.model_dump() for h in c.hours],
                "holidays": sorted(set(c.holidays))}
+        try:
+            next_opening(Calendar.from_doc(doc), clock.now())
+        except CalendarClosed:
+            raise InvalidArgument.field("calendar.holidays", f"close the calendar for more than "
+                                                             f"{HORIZON_DAYS} days: it would never open") from None
         return views.calendar_view(self._save(CALENDARS, "calendar", doc))
 
     @rpc(C.ListCalendars)
