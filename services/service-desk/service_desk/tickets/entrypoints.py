@@ -33,7 +33,10 @@ class TicketEntrypoints:
         return access.owner_filter("assignee", "group") if access else {}
 
     def _view(self, ticket: dict[str, Any]) -> dict[str, Any]:
-        return ticket_view(ticket, self.store.customers.names([ticket["contact_id"]]).get(ticket["contact_id"], ""))
+        name = ticket.get("_customer_name")
+        if name is None:
+            name = self.store.customers.names([ticket["contact_id"]]).get(ticket["contact_id"], "")
+        return ticket_view(ticket, name)
 
     def _who(self) -> str:
         principal = self.outbox.principal
@@ -57,9 +60,6 @@ class TicketEntrypoints:
 
     def _open(self, ticket_id: str, fields: dict[str, Any], contact_id: str) -> dict[str, Any]:
         """Open (or, replayed with the same id, return) a ticket; shared with the bot's handoff."""
-        existing = self.store.tickets.tickets.find_one({"_id": ticket_id}, {"_id": 1})
-        if existing:
-            return self.store.tickets.get(ticket_id)
         if self.store.customers.is_erased(contact_id):
             raise FailedPrecondition(f"contact {contact_id} was erased", {"contact_id": contact_id})
         writes = self._writes()
@@ -86,7 +86,7 @@ class TicketEntrypoints:
         if self.store.customers.is_erased(contact_id):   # an erasure raced the opening: it wins
             self._anonymize_tickets(contact_id)
             return self.store.tickets.get(ticket_id)
-        return doc
+        return {**doc, "_customer_name": customer.display_name}
 
     # -- RPC -------------------------------------------------------------------------------
     @rpc(C.OpenTicket)
@@ -115,23 +115,26 @@ class TicketEntrypoints:
     @rpc(C.ReplyToTicket)
     def reply_to_ticket(self, req: C.ReplyToTicket):
         message_id, author = new_id("msg"), self._who()
-        ticket = self._writes().apply(
-            req.ticket_id, lambda t, ctx: domain.agent_reply(t, message_id, author, req.body, req.internal, ctx),
-            "note" if req.internal else "reply", scope=self._scope())
-        return {"ticket": self._view(ticket), "message": self._message(message_id)}
+        ticket, message = self._converse(req.ticket_id, lambda t, ctx: domain.agent_reply(
+            t, message_id, author, req.body, req.internal, ctx), "note" if req.internal else "reply", self._scope())
+        return {"ticket": self._view(ticket), "message": message_view(message)}
 
     @rpc(C.RecordCustomerReply)
     def record_customer_reply(self, req: C.RecordCustomerReply):
         message_id = new_id("msg")
-        ticket = self._writes().apply(req.ticket_id, lambda t, ctx: domain.customer_reply(t, message_id, req.body, ctx),
-                                      "customer_reply")
-        return {"ticket": self._view(ticket), "message": customer_message_view(self._message(message_id, raw=True))}
+        ticket, message = self._converse(req.ticket_id, lambda t, ctx: domain.customer_reply(
+            t, message_id, req.body, ctx), "customer_reply", None)
+        return {"ticket": self._view(ticket), "message": customer_message_view(message)}
 
-    def _message(self, message_id: str, *, raw: bool = False) -> dict[str, Any]:
-        doc = self.store.tickets.messages.find_one({"_id": message_id})
-        if doc is None:   # the reply was applied by an earlier attempt of this request
-            raise FailedPrecondition(f"message {message_id} is not available yet, retry", {"message_id": message_id})
-        return doc if raw else message_view(doc)
+    def _converse(self, ticket_id: str, rule, operation: str, scope) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Apply a rule that adds a message; the ticket and the message as written."""
+        written: list[dict[str, Any]] = []
+
+        def keeping(ticket, ctx):
+            change = rule(ticket, ctx)
+            written[:] = [change.message]
+            return change
+        return self._writes().apply(ticket_id, keeping, operation, scope=scope), written[-1]
 
     @rpc(C.ListMessages)
     def list_messages(self, req: C.ListMessages):
