@@ -366,3 +366,37 @@ def test_the_demo_loads_tickets_in_every_status_and_loads_again_without_duplicat
     assert {"new", "open", "pending", "resolved", "closed"} <= statuses
     hits = desk.SearchArticles(sd.SearchArticlesRequest(query="مرجوعی كالا"), timeout=10).hits
     assert hits and hits[0].article.locale == "fa"
+
+
+def test_a_high_value_customer_gets_the_high_value_policy_from_sales_purchases(api, desk, db, channel):
+    """Sales' purchase_summary_changed (an order paid) moves the customer's value segment:
+    their open ticket is re-targeted, the elapsed time kept. Totals of two currencies are
+    never added: EUR 4,000 and USD 4,000 are two "medium" totals, not one "high"."""
+    from crm.v1 import common_pb2, sales_pb2, sales_pb2_grpc
+
+    desk.SaveSlaPolicy(sd.SaveSlaPolicyRequest(policy=sd.SlaPolicy(
+        id="e2e-high-value", name="High value", segments=["high"], targets=targets(900, 2 * H))), timeout=10)
+    sales = sales_pb2_grpc.SalesServiceStub(channel)
+    contact = new_contact(api[0])
+
+    def pay(amount_minor, currency):
+        order = sales.PlaceOrder(sales_pb2.PlaceOrderRequest(
+            contact_id=contact.id, external_ref=uuid.uuid4().hex, channel="web", currency=currency,
+            lines=[sales_pb2.OrderLine(sku="LAMP", name="Lamp", quantity=1,
+                                       unit_price=common_pb2.Money(amount_minor=amount_minor, currency=currency))]),
+            timeout=10)
+        sales.PayOrder(sales_pb2.PayOrderRequest(order_id=order.id, payment_ref=uuid.uuid4().hex), timeout=10)
+
+    def segment():
+        return (db("service-desk").customers.find_one({"_id": contact.id}) or {}).get("segment")
+
+    t = open_ticket(desk, contact.id)
+    assert t.sla.policy_id == "" and t.sla.segment == "none"      # no purchases, no tier: no policy applies
+    pay(400_000, "EUR")
+    pay(400_000, "USD")
+    wait_for(lambda: segment() == "medium", timeout=30)
+    assert get(desk, t.id).sla.policy_id == ""
+    pay(200_000, "EUR")                                            # EUR 6,000 in all: high
+    moved = wait_for(lambda: (x := get(desk, t.id)).sla.policy_id == "e2e-high-value" and x, timeout=30)
+    assert moved.sla.segment == "high" and moved.sla.first_response.target_seconds == 900
+    assert moved.sla.first_response.elapsed_seconds > 0
