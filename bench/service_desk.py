@@ -56,17 +56,19 @@ def paths(addr: str, seed: Seed) -> list[Path]:
     ]
 
 
-class _Breaches:
-    """Breach events on the bus, as delivered (duplicates included)."""
+class EventTap:
+    """Every event of ``exchange`` matching ``routing_key``, as delivered (duplicates
+    included), heard on a private queue by a thread of its own. The end-to-end tests of
+    the service desk listen with it too."""
 
-    def __init__(self, amqp_uri: str):
+    def __init__(self, amqp_uri: str, exchange: str = f"{SERVICE}.events", routing_key: str = "#"):
         self.seen: list[dict] = []
         self._stop = threading.Event()
         self._conn = pika.BlockingConnection(pika.URLParameters(amqp_uri))
         self._ch = self._conn.channel()
-        self._ch.exchange_declare(f"{SERVICE}.events", "topic", durable=True)
+        self._ch.exchange_declare(exchange, "topic", durable=True)
         self._queue = self._ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
-        self._ch.queue_bind(self._queue, f"{SERVICE}.events", routing_key="ticket_sla_breached")
+        self._ch.queue_bind(self._queue, exchange, routing_key=routing_key)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -77,6 +79,9 @@ class _Breaches:
                 self.seen.append(json.loads(body))
             else:
                 self._conn.sleep(0.02)
+
+    def of(self, subject: str, event_type: str) -> list[dict]:
+        return [e for e in self.seen if e["subject"] == subject and e["type"] == event_type]
 
     def close(self) -> None:
         self._stop.set()
@@ -117,7 +122,7 @@ def sla_timer(amqp_uri: str, mongodb_url: str, database: str, say: Callable[[str
         lead_s = 5.0 + open_tickets / 2000          # time to insert them before the first falls due
         docs = _tickets(run, open_tickets, due, spread_s, lead_s)
         due_ids = {d["_id"] for d in docs[:due]}
-        tap = _Breaches(amqp_uri)
+        tap = EventTap(amqp_uri, routing_key="ticket_sla_breached")
         try:
             for start in range(0, len(docs), 1000):
                 tickets.insert_many(docs[start:start + 1000], ordered=False)

@@ -9,22 +9,22 @@ gold for the targets, silver for the fast clocks, platinum for the closed calend
 """
 from __future__ import annotations
 
-import json
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import grpc
-import pika
 import pytest
 
 from crm.v1 import contacts_pb2, loyalty_pb2, service_desk_pb2 as sd, service_desk_pb2_grpc
 from crm_common import clock
 from crm_gateway import client
 from support.infra import ROOT
+
+sys.path.insert(0, str(ROOT))
+from bench.service_desk import EventTap  # noqa: E402
 from helpers import member_or_none, money, new_contact, stubs, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -96,41 +96,9 @@ def get(desk, ticket_id):
     return desk.GetTicket(sd.GetTicketRequest(ticket_id=ticket_id), timeout=10)
 
 
-class BusTap:
-    """Every service-desk event on the bus, as delivered (duplicates included)."""
-
-    def __init__(self, amqp_uri: str):
-        self.seen: list[dict] = []
-        self._stop = threading.Event()
-        conn = pika.BlockingConnection(pika.URLParameters(amqp_uri))
-        ch = conn.channel()
-        ch.exchange_declare("service-desk.events", "topic", durable=True)
-        queue = ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
-        ch.queue_bind(queue, "service-desk.events", routing_key="#")
-        self._conn, self._ch, self._queue = conn, ch, queue
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            method, _, body = self._ch.basic_get(self._queue, auto_ack=True)
-            if method:
-                self.seen.append(json.loads(body))
-            else:
-                self._conn.sleep(0.05)
-
-    def of(self, ticket_id, type_):
-        return [e for e in self.seen if e["subject"] == ticket_id and e["type"] == type_]
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(5)
-        self._conn.close()
-
-
 @pytest.fixture
 def bus(stack):
-    tap = BusTap(stack.amqp_uri)
+    tap = EventTap(stack.amqp_uri)   # every service-desk event, duplicates included
     yield tap
     tap.close()
 
@@ -345,8 +313,7 @@ def test_agents_see_their_groups_tickets_only(api, desk, connect):
 
 
 def test_the_demo_loads_tickets_in_every_status_and_loads_again_without_duplicates(api, channel, stack):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import demo_service_desk as demo
+    import demo_service_desk as demo   # scripts/ is on the path (tests/e2e/conftest.py)
 
     contacts = api[0]
     for local in {t[0] for t in demo.TICKETS}:

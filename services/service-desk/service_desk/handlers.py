@@ -69,18 +69,17 @@ class ReadModelHandlers:
     # -- loyalty --------------------------------------------------------------------------
     @handles("loyalty", "member_enrolled", idempotent=True)
     def on_member_enrolled(self, event):
-        data = event["data"]
-        contact_id = _contact_id(data["contact_id"])
-        if self.store.customers.save_tier(contact_id, str(data.get("tier") or ""),
-                                          _at(data.get("enrolled_at"), event.get("occurred_at"))):
-            self._retarget_customer(contact_id)
+        self._tier(event, "tier", "enrolled_at")
 
     @handles("loyalty", "tier_changed", idempotent=True)
     def on_tier_changed(self, event):
+        self._tier(event, "to_tier", "changed_at")
+
+    def _tier(self, event, tier_field: str, at_field: str) -> None:
         data = event["data"]
         contact_id = _contact_id(data["contact_id"])
-        if self.store.customers.save_tier(contact_id, str(data.get("to_tier") or ""),
-                                          _at(data.get("changed_at"), event.get("occurred_at"))):
+        if self.store.customers.save_tier(contact_id, str(data.get(tier_field) or ""),
+                                          _at(data.get(at_field), event.get("occurred_at"))):
             self._retarget_customer(contact_id)
 
     # -- sales ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any, Iterable
 
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from crm_common import clock
 from crm_common import events as ev

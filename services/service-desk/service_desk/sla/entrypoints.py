@@ -1,26 +1,17 @@
-"""SLA and routing configuration RPCs (calendars, policies, groups, agents) and the
-timer that publishes warnings and breaches and closes resolved tickets. Mixed into
+"""SLA and routing configuration RPCs: calendars, policies, groups, agents. Mixed into
 ServiceDeskService (service.py)."""
 from __future__ import annotations
-
-import logging
-import random
-
-from nameko.timer import timer
 
 from crm_common import audit, clock
 from crm_common.errors import InvalidArgument, PermissionDenied
 from crm_common.nameko.base import rpc
 
 from .. import views
-from ..settings import SLA_INTERVAL_SECONDS
-from ..tickets import domain
 from . import contracts as C
+from .policies import PRIORITIES
 from .calendar import HORIZON_DAYS, Calendar, CalendarClosed, next_opening
 from .store import AGENTS, CALENDARS, GROUPS, POLICIES
 
-log = logging.getLogger(__name__)
-BATCH = 200
 
 
 class SlaEntrypoints:
@@ -55,7 +46,7 @@ class SlaEntrypoints:
             raise InvalidArgument.field("policy.calendar_id", f"no calendar {p.calendar_id}")
         doc = {"_id": p.id, "name": p.name, "tiers": sorted(set(p.tiers)), "segments": sorted(set(p.segments)),
                "calendar_id": p.calendar_id, "warning_percent": p.warning_percent,
-               "targets": [t.model_dump() for t in sorted(p.targets, key=lambda t: domain.PRIORITIES.index(t.priority))]}
+               "targets": [t.model_dump() for t in sorted(p.targets, key=lambda t: PRIORITIES.index(t.priority))]}
         return views.policy_view(self._save(POLICIES, "sla_policy", doc))
 
     @rpc(C.ListSlaPolicies)
@@ -94,33 +85,3 @@ class SlaEntrypoints:
     def list_agents(self, req: C.ListAgents):
         query = {"groups": req.group} if req.group else None
         return {"agents": [views.agent_view(d) for d in self.store.config.all(AGENTS, query)]}
-
-    # -- timers ------------------------------------------------------------------------------
-    @rpc
-    def run_due_timers(self):
-        """Publish the SLA warnings and breaches that have fallen due and close resolved
-        tickets whose reopen window ended. Safe with several replicas: each ticket's write
-        is guarded by the version read, so one replica writes (and publishes) it; the
-        other re-reads and finds nothing due. Returns what THIS call wrote."""
-        alerts = closed = 0
-        for field, rule in (("sla_due_at", lambda t, ctx: domain.Change()),
-                            ("close_at", domain.close_expired)):
-            while True:
-                ids = self.store.tickets.due(field, clock.now(), BATCH)
-                random.shuffle(ids)   # two replicas on one batch: start at different ends
-                wrote = 0
-                for ticket_id in ids:
-                    writes = self._writes()
-                    writes.apply(ticket_id, rule, "sla" if field == "sla_due_at" else "close")
-                    wrote += writes.wrote
-                alerts += wrote if field == "sla_due_at" else 0
-                closed += wrote if field == "close_at" else 0
-                if len(ids) < BATCH or not wrote:
-                    break
-        return {"tickets_alerted": alerts, "tickets_closed": closed}
-
-    @timer(interval=SLA_INTERVAL_SECONDS)
-    def sla_timer(self):
-        result = self.run_due_timers()
-        if result["tickets_closed"]:
-            log.info("closed %(tickets_closed)d resolved tickets whose reopen window ended", result)

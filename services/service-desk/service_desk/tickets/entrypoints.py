@@ -1,4 +1,5 @@
-"""The ticket RPCs: open, read, converse, move, assign, rate. Mixed into
+"""The ticket RPCs (open, read, converse, move, assign, rate) and the timer that
+publishes due SLA warnings and breaches and closes resolved tickets. Mixed into
 ServiceDeskService (service.py); the rules are tickets.domain, the write is
 tickets.writes.
 
@@ -8,19 +9,27 @@ A ticket outside the caller's scope is not found, as if it did not exist.
 """
 from __future__ import annotations
 
+import logging
+import random
 from typing import Any
+
+from nameko.timer import timer
 
 from crm_common import clock, paging
 from crm_common.errors import FailedPrecondition, InvalidArgument
 from crm_common.ids import new_id
 from crm_common.nameko.base import rpc
 
+from ..settings import SLA_INTERVAL_SECONDS
 from ..sla import policies
 from ..sla.store import AGENTS, GROUPS, POLICIES
 from ..views import customer_message_view, message_view, ticket_view
 from . import assignment, contracts as C, domain
 from .domain import Customer
 from .writes import TicketWrites
+
+log = logging.getLogger(__name__)
+BATCH = 200   # due tickets a timer run reads at a time
 
 
 class TicketEntrypoints:
@@ -197,6 +206,36 @@ class TicketEntrypoints:
         ticket = self._writes().apply(req.ticket_id, lambda t, ctx: domain.record_csat(t, req.score, req.comment, ctx),
                                       "satisfaction")
         return self._view(ticket)
+
+    # -- the timer ------------------------------------------------------------------------------
+    @rpc
+    def run_due_timers(self):
+        """Publish the SLA warnings and breaches that have fallen due and close resolved
+        tickets whose reopen window ended. Safe with several replicas: each ticket's write
+        is guarded by the version read, so one replica writes (and publishes) it; the
+        other re-reads and finds nothing due. Returns what THIS call wrote."""
+        alerts = closed = 0
+        for field, rule in (("sla_due_at", lambda t, ctx: domain.Change()),
+                            ("close_at", domain.close_expired)):
+            while True:
+                ids = self.store.tickets.due(field, clock.now(), BATCH)
+                random.shuffle(ids)   # two replicas on one batch: start at different ends
+                wrote = 0
+                for ticket_id in ids:
+                    writes = self._writes()
+                    writes.apply(ticket_id, rule, "sla" if field == "sla_due_at" else "close")
+                    wrote += writes.wrote
+                alerts += wrote if field == "sla_due_at" else 0
+                closed += wrote if field == "close_at" else 0
+                if len(ids) < BATCH or not wrote:
+                    break
+        return {"tickets_alerted": alerts, "tickets_closed": closed}
+
+    @timer(interval=SLA_INTERVAL_SECONDS)
+    def sla_timer(self):
+        result = self.run_due_timers()
+        if result["tickets_closed"]:
+            log.info("closed %(tickets_closed)d resolved tickets whose reopen window ended", result)
 
     # -- erasure (contacts.contact_erased) ------------------------------------------------------
     def _anonymize_tickets(self, contact_id: str) -> int:
