@@ -312,29 +312,6 @@ def test_agents_see_their_groups_tickets_only(api, desk, connect):
     assert [t.id for t in listed] == [theirs.id]
 
 
-def test_the_demo_loads_tickets_in_every_status_and_loads_again_without_duplicates(api, channel, stack):
-    import demo_service_desk as demo   # scripts/ is on the path (tests/e2e/conftest.py)
-
-    contacts = api[0]
-    for local in {t[0] for t in demo.TICKETS}:
-        try:
-            contacts.CreateContact(contacts_pb2.CreateContactRequest(contact=contacts_pb2.Contact(
-                given_name=local.split(".")[0].title(), family_name=local.split(".")[1].title(),
-                emails=[contacts_pb2.Email(address=f"{local}@example.com")])), timeout=10)
-        except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.ALREADY_EXISTS
-    lead = client.authorized(grpc.insecure_channel(stack.gateway_addr), stack.token("support_lead", subject="demo"))
-    first = demo.load(lead)
-    again = demo.load(lead)
-    assert "8 tickets created" in first and "0 articles and 0 tickets created" in again
-    desk = service_desk_pb2_grpc.ServiceDeskServiceStub(lead)
-    statuses = {t.status for g in ("support", "delivery", "quality", "billing")
-                for t in desk.ListTickets(sd.ListTicketsRequest(group=g, page_size=100), timeout=10).tickets}
-    assert {"new", "open", "pending", "resolved", "closed"} <= statuses
-    hits = desk.SearchArticles(sd.SearchArticlesRequest(query="مرجوعی كالا"), timeout=10).hits
-    assert hits and hits[0].article.locale == "fa"
-
-
 def test_a_high_value_customer_gets_the_high_value_policy_from_sales_purchases(api, desk, db, channel):
     """Sales' purchase_summary_changed (an order paid) moves the customer's value segment:
     their open ticket is re-targeted, the elapsed time kept. Totals of two currencies are
@@ -358,12 +335,36 @@ def test_a_high_value_customer_gets_the_high_value_policy_from_sales_purchases(a
         return (db("service-desk").customers.find_one({"_id": contact.id}) or {}).get("segment")
 
     t = open_ticket(desk, contact.id)
-    assert t.sla.policy_id == "" and t.sla.segment == "none"      # no purchases, no tier: no policy applies
+    assert t.sla.policy_id != "e2e-high-value" and t.sla.segment == "none"      # no purchases yet
     pay(400_000, "EUR")
     pay(400_000, "USD")
     wait_for(lambda: segment() == "medium", timeout=30)
-    assert get(desk, t.id).sla.policy_id == ""
+    assert get(desk, t.id).sla.policy_id != "e2e-high-value"
     pay(200_000, "EUR")                                            # EUR 6,000 in all: high
     moved = wait_for(lambda: (x := get(desk, t.id)).sla.policy_id == "e2e-high-value" and x, timeout=30)
     assert moved.sla.segment == "high" and moved.sla.first_response.target_seconds == 900
     assert moved.sla.first_response.elapsed_seconds > 0
+
+
+def test_the_demo_loads_tickets_in_every_status_and_loads_again_without_duplicates(api, channel, stack):
+    """Last in this module: the demo's policies apply to every customer."""
+    import demo_service_desk as demo   # scripts/ is on the path (tests/e2e/conftest.py)
+
+    contacts = api[0]
+    for local in {t[0] for t in demo.TICKETS}:
+        try:
+            contacts.CreateContact(contacts_pb2.CreateContactRequest(contact=contacts_pb2.Contact(
+                given_name=local.split(".")[0].title(), family_name=local.split(".")[1].title(),
+                emails=[contacts_pb2.Email(address=f"{local}@example.com")])), timeout=10)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.ALREADY_EXISTS
+    lead = client.authorized(grpc.insecure_channel(stack.gateway_addr), stack.token("support_lead", subject="demo"))
+    first = demo.load(lead)
+    again = demo.load(lead)
+    assert "8 tickets created" in first and "0 articles and 0 tickets created" in again
+    desk = service_desk_pb2_grpc.ServiceDeskServiceStub(lead)
+    statuses = {t.status for g in ("support", "delivery", "quality", "billing")
+                for t in desk.ListTickets(sd.ListTicketsRequest(group=g, page_size=100), timeout=10).tickets}
+    assert {"new", "open", "pending", "resolved", "closed"} <= statuses
+    hits = desk.SearchArticles(sd.SearchArticlesRequest(query="مرجوعی كالا"), timeout=10).hits
+    assert hits and hits[0].article.locale == "fa"
