@@ -45,6 +45,7 @@ class Requests:
 
 
 async def load(spec: dict) -> dict:
+    load_api()   # every crm.v1 service's messages into the descriptor pool
     method = descriptor_pool.Default().FindMethodByName(spec["method"])
     request_class = message_factory.GetMessageClass(method.input_type)
     reply_class = message_factory.GetMessageClass(method.output_type)

@@ -11,6 +11,11 @@ RACE_TARGET_S = 5.0   # issue 9: 1,000 racing redemptions of 300 points at 64 in
 FULL_HOP = "full hop (gateway -> service echo)"
 
 
+def service_desk_line(r: dict) -> str:
+    from .service_desk import summary_line
+    return summary_line(r)
+
+
 def top_cpu(cpu: dict[str, float], n: int = 4) -> str:
     busiest = sorted(cpu.items(), key=lambda kv: -kv[1])[:n]
     return ", ".join(f"{name} {pct:.0f}" for name, pct in busiest if pct >= 1)
@@ -115,6 +120,8 @@ def render_text(results: dict) -> str:
         parts.append(text_table(*race_table(results)))
     if results.get("database"):
         parts.append(text_table(*database_table(results["database"])))
+    if results.get("sla_timer"):
+        parts.append(service_desk_line(results["sla_timer"]))
     if results.get("failures"):
         parts.append("\n".join(f"FAILED  {f['group']}: {f['error']}" for f in results["failures"]))
     if results.get("targets"):
@@ -145,6 +152,8 @@ def render_markdown(results: dict) -> str:
                   md_table(ORDER_COLUMNS, [order_cells(p) for p in results["order_points"]]), ""]
     if results.get("race"):
         lines += ["Contention on one member (racing redemptions):", "", md_table(*race_table(results)), ""]
+    if results.get("sla_timer"):
+        lines += [service_desk_line(results["sla_timer"]), ""]
     if results.get("database"):
         d = results["database"]
         lines += [f"The database alone ({d['server']}; median ms of each lookup, per collection size):", "",

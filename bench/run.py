@@ -4,7 +4,7 @@ Settings (environment, or the options of the same name):
   BENCH_DURATION   seconds per measured run (10)      BENCH_WARMUP  seconds of warm-up (1)
   BENCH_IN_FLIGHT  requests in flight, e.g. "1,32"    BENCH_LOAD    ghz | python | auto (auto)
   BENCH_PIPELINE_N contacts (orders) per pipeline pass (300)
-  BENCH_ONLY       floor,product,race,peer,pipeline,sales,database
+  BENCH_ONLY       floor,product,race,peer,pipeline,sales,service_desk,database
   BENCH_OUT        where latest.json/.md go (bench/results)
 
 `--only database` measures the database alone (bench/database.py: lookups at 5,000 and
@@ -27,10 +27,10 @@ import pymongo
 
 from crm_common import config, registry
 
-from . import credentials, database, floors, load, paths, pipeline, procs, race, report, sales
+from . import credentials, database, floors, load, paths, pipeline, procs, race, report, sales, service_desk
 from .cpu import find_pid, settle
 
-GROUPS = ("floor", "product", "race", "peer", "pipeline", "sales", "database")
+GROUPS = ("floor", "product", "race", "peer", "pipeline", "sales", "service_desk", "database")
 PACED_SHARE = 0.7   # the sustainable pass runs at this share of the enrolment rate the first pass reached
 
 
@@ -45,6 +45,7 @@ class Config:
     only: tuple[str, ...] = GROUPS
     settle: float = 15.0   # at most this long before each run for the stack to go quiet
     db_sizes: tuple[int, ...] = database.SIZES   # documents the database group measures at
+    sla_tickets: int = 10_000                    # open tickets the service desk's SLA timer runs among
 
 
 @dataclass
@@ -204,6 +205,17 @@ class Run:
         self.results.setdefault("order_points", []).append({"scenario": name, **p, **waited})
         self.say(f"  {name:36s} paid {p['paid_rps']:.1f}/s points {p['points_rps']:.1f}/s"
                  f"  lag p50 {p['lag_p50_ms']:.0f} ms p99 {p['lag_p99_ms']:.0f} ms  errors {p['errors']}")
+
+    def service_desk(self) -> None:
+        seed = self.seeded()
+        self.say("service desk paths through the gateway")
+        for path in service_desk.paths(self.target.gateway_addr, seed):
+            self.grpc(path.name, "service_desk", path.call, self.watched, kind=path.kind)
+        self.say("service desk: how late SLA breaches are published")
+        self.results["sla_timer"] = r = service_desk.sla_timer(
+            self.target.amqp_uri, self.target.mongodb_url, self.target.databases.get("service-desk", ""), self.say,
+            open_tickets=self.cfg.sla_tickets, due=min(300, max(self.cfg.sla_tickets // 20, 10)))
+        self.say(f"  {service_desk.summary_line(r)}")
 
     def database(self) -> None:
         self.say("database alone: lookups and guarded writes, concurrency (a private throw-away database)")

@@ -17,6 +17,7 @@ from crm_gateway import client, devauth
 from crm.v1 import common_pb2, contacts_pb2, contacts_pb2_grpc, loyalty_pb2, loyalty_pb2_grpc
 
 import demo_sales
+import demo_service_desk
 
 GATEWAY = os.environ.get("GATEWAY_ADDR", "127.0.0.1:50051")
 
@@ -103,6 +104,7 @@ def main() -> int:
                 earn_and_redeem(loyalty, contact_id, n, rnd)
         print(f"demo data: {created} customers created, {existing} already there")
         print(demo_sales.load(plain, lambda subject, roles, team: devauth.init().mint(subject, roles, team)))
+        print(demo_service_desk.load(client.authorized(plain, devauth.init().mint("demo-loader", ["support_lead"]))))
     return 0
 
 

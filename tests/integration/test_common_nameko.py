@@ -186,3 +186,31 @@ def test_old_handled_markers_are_pruned_recent_ones_kept(pair):
     ])
     assert prune_handled(cdb, timedelta(days=30)) == 1
     assert [d["_id"] for d in cdb.handled_events.find({}, {"_id": 1})] == ["consumer_t.on_thing_made:new"]
+
+
+auth.permit("ticker_t.whoami")
+
+
+class Ticker(CrmService):
+    """A timer that calls one of its own RPCs, as loyalty's expiry and the service desk's
+    SLA timer do: the call must carry the service's own principal."""
+
+    name = "ticker_t"
+    store = MongoStore(Store)
+
+    @rpc
+    def whoami(self):
+        return self.caller.principal.subject
+
+    from nameko.timer import timer as _timer
+
+    @_timer(interval=0.1)
+    def tick(self):
+        self.store.db.ticks.update_one({"_id": "me"}, {"$set": {"as": self.whoami()}}, upsert=True)
+
+
+def test_a_timer_calls_its_own_rpcs_as_the_service(make_config, start_service, mongo_client):
+    cfg = make_config("ticker")
+    start_service(Ticker, cfg)
+    db = mongo_client[cfg["MONGODB_DATABASE"]]
+    assert wait_for(lambda: (db.ticks.find_one({"_id": "me"}) or {}).get("as")) == "service:ticker_t"

@@ -94,6 +94,26 @@ def Text(max_len: int, *, required: bool = False):  # noqa: N802 - a type factor
     return Annotated[str, *checks, AfterValidator(_max_len(max_len)), schema]
 
 
+def clean_paragraphs(value: str) -> str:
+    """NFC, line ends as \n, trailing spaces of each line and blank lines at both ends
+    dropped; control characters other than newline and tab refused."""
+    lines = unicodedata.normalize("NFC", value).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    text = "\n".join(line.rstrip() for line in lines).strip("\n")
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in text):
+        raise error("control_characters", "must not contain control characters other than newlines and tabs")
+    return text if text.strip() else ""
+
+
+def Paragraphs(max_len: int, *, required: bool = False):  # noqa: N802 - a type factory
+    """A cleaned multi-line text (a message, a description, an article) of at most
+    ``max_len`` characters ("" allowed unless required)."""
+    checks = [AfterValidator(clean_paragraphs)]
+    if required:
+        checks.append(AfterValidator(_required))
+    schema = Field(json_schema_extra={"maxLength": max_len, **({"minLength": 1} if required else {})})
+    return Annotated[str, *checks, AfterValidator(_max_len(max_len)), schema]
+
+
 def OptText(max_len: int):  # noqa: N802 - a type factory
     """Like :func:`Text`, but "" and None mean "not given" (None)."""
     return Annotated[str | None, BeforeValidator(_empty_to_none), AfterValidator(_none_if_blank(max_len)),
@@ -124,6 +144,15 @@ def _id_shape(value: str) -> str:
 
 #: A record id (``con_01J...``): a plain string that is safe in any filter.
 Id = Annotated[str, AfterValidator(_id_shape), Field(json_schema_extra={"pattern": _ID.pattern})]
+
+
+def _opt_id_shape(value: str | None) -> str | None:
+    return None if value is None else _id_shape(value)
+
+
+#: An optional record id: "" and None mean "not given" (None).
+OptId = Annotated[str | None, BeforeValidator(_empty_to_none), AfterValidator(_opt_id_shape),
+                  Field(json_schema_extra={"pattern": _ID.pattern})]
 
 
 def _iso(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """Contact search by prefix: the terms a contact is found by, and what a query asks.
 
-Names, emails and phones are folded (NFKC, case-folded, Persian/Arabic digits to ASCII,
-Arabic letter variants to their Persian forms) and cut into *terms*; a query is folded
+Names, emails and phones are folded (crm_common.text.fold: the CRM's one search folding of
+letter variants, diacritics, digits and case) and cut into *terms*; a query is folded
 the same way into words. A contact matches when every query word is the beginning of
 one of its terms. The store keeps one small document per (contact, term) with an index
 on the term, so a query is an index range over ``^word``, never a scan, and no client
@@ -20,20 +20,17 @@ import re
 import unicodedata
 from typing import Any, Iterable
 
-from crm_common.contact_points import DIGITS, PHONE_NOISE, fold_digits
+from crm_common.contact_points import PHONE_NOISE, fold_digits
+from crm_common.text import fold
 
-# Arabic letter variants folded to their Persian forms for search (ي→ی, ك→ک, ى→ی, ة→ه).
-_SEARCH_FOLD = {**DIGITS, 0x064A: "\u06cc", 0x0649: "\u06cc", 0x0643: "\u06a9", 0x0629: "\u0647",
-                0x200C: " ", 0x0640: ""}  # ZWNJ -> space, tatweel removed
 _SPLIT = re.compile(r"[-._'@+]+")
 MIN_PHONE_ENDING = 4
 TERM_MAX = 100
 QUERY_WORDS_MAX = 8
 
-
-def fold(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_SEARCH_FOLD).casefold()
-    return " ".join(text.split())
+# Bump when terms() or crm_common.text.fold change what a contact is found by: the store
+# re-indexes every contact once (ContactsStore.reindex_terms).
+TERMS_VERSION = 2
 
 
 def _words(text: str) -> set[str]:

@@ -86,6 +86,7 @@ class ContactsStore:
         db[TIMELINE].create_index([("contact_id", ASCENDING), ("occurred_at", DESCENDING), ("_id", DESCENDING)],
                                   name="contact_time")
         cls(db).backfill_terms()
+        cls(db).reindex_terms()
         cls(db).backfill_tombstones()
 
     def backfill_tombstones(self) -> int:
@@ -116,6 +117,25 @@ class ContactsStore:
             log.info("indexed the search terms of %d contacts stored before the term index", n)
         self.db[MIGRATIONS].update_one({"_id": "search_terms"}, {"$set": {"at": clock.now(), "contacts": n}},
                                        upsert=True)
+        return n
+
+    def reindex_terms(self) -> int:
+        """Contacts indexed by an earlier ``search.TERMS_VERSION`` (another folding) get
+        their terms again: once per version and database (a scan, at start; each contact is
+        a write guarded by the terms it had, so replicas doing it at once agree)."""
+        migration = f"search_terms_v{search.TERMS_VERSION}"
+        if self.db[MIGRATIONS].find_one({"_id": migration}):
+            return 0
+        n = 0
+        for doc in self.contacts.find({"erased": False, "search_terms": {"$exists": True}}):
+            old, new = doc.get("search_terms") or [], search.terms(doc)
+            if old != new and self.contacts.update_one({"_id": doc["_id"], "search_terms": old},
+                                                       {"$set": {"search_terms": new}}).matched_count:
+                self.sync_terms(doc["_id"], old, new)
+                n += 1
+        if n:
+            log.info("re-indexed the search terms of %d contacts (terms version %d)", n, search.TERMS_VERSION)
+        self.db[MIGRATIONS].update_one({"_id": migration}, {"$set": {"at": clock.now(), "contacts": n}}, upsert=True)
         return n
 
     # ------------------------------------------------------------------ contacts

@@ -78,8 +78,10 @@ class Caller(DependencyProvider):
         self.own = access.Principal(f"service:{name}", (access.SERVICE_ROLE,), kind="service", via=name)
 
     def worker_setup(self, worker_ctx) -> None:
-        if not isinstance(worker_ctx.entrypoint, Rpc) and access.CONTEXT_KEY not in worker_ctx.context_data:
-            worker_ctx.context_data[access.CONTEXT_KEY] = self._own.token(self.own)
+        # ``worker_ctx.data``: ``context_data`` is a copy made on each read (nameko), so a
+        # key set there is lost and the timer's own RPCs would carry no principal.
+        if not isinstance(worker_ctx.entrypoint, Rpc) and access.CONTEXT_KEY not in worker_ctx.data:
+            worker_ctx.data[access.CONTEXT_KEY] = self._own.token(self.own)
 
     def get_dependency(self, worker_ctx) -> CallerView:
         return CallerView(self, worker_ctx)
