@@ -404,3 +404,23 @@ def test_bad_orders_are_refused_naming_the_field(sales):
     wait_for(lambda: s.db.known_contacts.find_one({"_id": contact["id"], "erased": True}))
     with pytest.raises(FailedPrecondition):
         s.svc.place_order(**order(contact["id"]))
+
+
+def test_a_ticket_the_contact_opens_raises_their_open_leads_score_once(sales, dispatch):
+    from crm_common.events import envelope
+
+    s = sales()
+    contact = new_contact(s, "Ticket")
+    lead = s.svc.capture_lead(lead={"email": f"t.{tag()}@example.org"}, channel="chat",
+                              contact_id=contact["id"])["lead"]
+    opened = envelope("ticket_opened", source="service-desk", subject="tkt_1", subject_type="ticket",
+                      data={"ticket_id": "tkt_1", "contact_id": contact["id"], "category": "billing",
+                            "priority": "high", "channel": "email", "opened_at": clock.to_iso(clock.now())})
+    send = dispatch(s.cfg, "service-desk")
+    send("ticket_opened", opened)
+    send("ticket_opened", opened)   # redelivered
+    scored = wait_for(lambda: (x := s.svc.get_lead(lead_id=lead["id"]))["behaviour"].get("ticket_opened") and x)
+    eventlet.sleep(0.5)
+    scored = s.svc.get_lead(lead_id=lead["id"])
+    assert scored["behaviour"] == {"ticket_opened": 1} and scored["score"] == lead["score"] + 5
+    assert scored["history"][-1]["source"] == "service-desk" and "billing" in scored["history"][-1]["detail"]

@@ -52,6 +52,15 @@ CONTACTS = "contacts"
 _ID = TypeAdapter(Id)
 
 
+def _at(value: Any, event: dict[str, Any]):
+    for candidate in (value, event.get("occurred_at")):
+        try:
+            return clock.from_iso(candidate)
+        except (TypeError, ValueError):
+            continue
+    return clock.now()
+
+
 class SalesService(TeamEntrypoints, LeadEntrypoints, DealEntrypoints, ActivityEntrypoints, OrderEntrypoints,
                    ContactReferences, Ownership, CrmService):
     name = "sales"
@@ -104,6 +113,16 @@ class SalesService(TeamEntrypoints, LeadEntrypoints, DealEntrypoints, ActivityEn
                 self._write_lead(lead, {"contact_id": contact_id}, "link_contact")
             except VersionConflict:
                 pass   # changed meanwhile: the next capture or fact links it
+
+    # -- behaviour from the bus: facts about a contact raise the score of their open leads ---
+    # Not idempotent by construction (a fact is counted): handled-event markers dedupe.
+    @handles("service-desk", "ticket_opened")
+    def on_ticket_opened(self, event):
+        data = event["data"]
+        contact_id = _ID.validate_python(data["contact_id"])
+        self._facts_about_contact(contact_id, "ticket_opened", _at(data.get("opened_at"), event),
+                                  f"{data.get('category', '')} ticket {data.get('ticket_id', '')}".strip(),
+                                  "service-desk")
 
     # -- the purchase summary, from the service's own facts ---------------------------------
     # Idempotent by construction: the summary remembers what each order did to it.
