@@ -115,14 +115,15 @@ class SalesService(TeamEntrypoints, LeadEntrypoints, DealEntrypoints, ActivityEn
                 pass   # changed meanwhile: the next capture or fact links it
 
     # -- behaviour from the bus: facts about a contact raise the score of their open leads ---
-    # Not idempotent by construction (a fact is counted): handled-event markers dedupe.
-    @handles("service-desk", "ticket_opened")
+    # Idempotent by construction: a lead's history names the event that told each fact
+    # (crm_common handled-event markers would miss two deliveries racing each other).
+    @handles("service-desk", "ticket_opened", idempotent=True)
     def on_ticket_opened(self, event):
         data = event["data"]
         contact_id = _ID.validate_python(data["contact_id"])
         self._facts_about_contact(contact_id, "ticket_opened", _at(data.get("opened_at"), event),
                                   f"{data.get('category', '')} ticket {data.get('ticket_id', '')}".strip(),
-                                  "service-desk")
+                                  "service-desk", event["event_id"])
 
     # -- the purchase summary, from the service's own facts ---------------------------------
     # Idempotent by construction: the summary remembers what each order did to it.

@@ -94,11 +94,18 @@ def worked(lead: dict[str, Any]) -> dict[str, Any]:
     return {"status": "working"} if lead["status"] == "new" else {}
 
 
-def fact(lead: dict[str, Any], kind: str, at: datetime, detail: str | None, source: str) -> dict[str, Any]:
-    """The fields a behavioural fact changes: its count, and a bounded history."""
+def knows_fact(lead: dict[str, Any], ref: str | None) -> bool:
+    """The fact ``ref`` (an event id) is among the lead's recent history already."""
+    return bool(ref) and any(h.get("ref") == ref for h in lead.get("history") or ())
+
+
+def fact(lead: dict[str, Any], kind: str, at: datetime, detail: str | None, source: str,
+         ref: str | None = None) -> dict[str, Any]:
+    """The fields a behavioural fact changes: its count, and a bounded history (``ref``:
+    the event that told it, so a second delivery is recognised)."""
     behaviour = dict(lead.get("behaviour") or {})
     behaviour[kind] = int(behaviour.get(kind, 0)) + 1
-    entry = {"kind": kind, "at": at, "detail": detail or "", "source": source}
+    entry = {"kind": kind, "at": at, "detail": detail or "", "source": source, "ref": ref}
     return {"behaviour": behaviour, "history": [*(lead.get("history") or []), entry][-HISTORY_KEPT:]}
 
 

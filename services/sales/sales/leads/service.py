@@ -403,16 +403,20 @@ class LeadEntrypoints:
 
     @on_conflict()
     def _record_fact(self, lead: dict[str, Any], kind: str, at: datetime, detail: str | None,
-                     source: str) -> dict[str, Any]:
+                     source: str, ref: str | None = None) -> dict[str, Any]:
+        """Count the fact once: two deliveries of one event racing for the lead are
+        decided by the guarded write, and the loser finds the event in the history."""
         lead = self.store.leads.find(lead["_id"]) or lead
-        return self._write_lead(lead, domain.fact(lead, kind, at, detail, source), "track", rescore=True)
+        if domain.knows_fact(lead, ref):
+            return lead
+        return self._write_lead(lead, domain.fact(lead, kind, at, detail, source, ref), "track", rescore=True)
 
     def _facts_about_contact(self, contact_id: str, kind: str, at: datetime, detail: str | None,
-                             source: str) -> int:
-        """A behavioural fact from the bus about a contact reaches its open leads."""
+                             source: str, ref: str) -> int:
+        """A behavioural fact from the bus (event ``ref``) about a contact reaches its open leads."""
         leads = self.store.leads.open_of_contact(contact_id)
         for lead in leads:
-            self._record_fact(lead, kind, at, detail, source)
+            self._record_fact(lead, kind, at, detail, source, ref)
         return len(leads)
 
     @rpc(C.GetScoringRules)

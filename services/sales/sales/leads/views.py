@@ -9,7 +9,7 @@ from .domain import PERSON_FIELDS
 
 
 def _at(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "at": clock.to_iso(record.get("at"))}
+    return {**{k: v for k, v in record.items() if k != "ref"}, "at": clock.to_iso(record.get("at"))}
 
 
 def lead_view(doc: dict[str, Any]) -> dict[str, Any]:
