@@ -38,6 +38,7 @@ from pymongo.collection import Collection
 
 from . import clock
 from .contracts import Model
+from .errors import VersionConflict
 from .ids import derived_id, new_id
 from .timeline import TIMELINE_FACT, TimelineFact
 
@@ -124,6 +125,21 @@ def stage_on_update(update: dict[str, Any], events: Iterable[dict[str, Any]]) ->
         incs = update.setdefault("$inc", {})
         incs[OUTBOX_COUNT] = incs.get(OUTBOX_COUNT, 0) + len(events)
     return update
+
+
+def update_versioned(collection: Collection, doc: dict[str, Any], sets: dict[str, Any],
+                     staged: Iterable[dict[str, Any]], now, *, kind: str) -> dict[str, Any]:
+    """The plain optimistic write of a record with a ``version``: ``sets`` (and
+    ``updated_at``) on ``doc`` at the version it was read at, staging ``staged`` in the same
+    write. Returns the record after it; VersionConflict (naming the ``kind`` of record and
+    the version it is at now) when somebody wrote it first."""
+    update = stage_on_update({"$set": {**sets, "updated_at": now}, "$inc": {"version": 1}}, staged)
+    if collection.update_one({"_id": doc["_id"], "version": doc["version"]}, update).matched_count != 1:
+        current = collection.find_one({"_id": doc["_id"]}, {"version": 1}) or {}
+        raise VersionConflict(f"{kind} {doc['_id']} is at version {current.get('version')}, not {doc['version']}: "
+                              "it changed meanwhile; reload it and try again",
+                              {f"{kind}_id": doc["_id"], "current_version": current.get("version")})
+    return {**doc, **sets, "updated_at": now, "version": doc["version"] + 1}
 
 
 def clear_staged(collection: Collection, doc_id: Any, staged: dict[str, list[str]]) -> None:

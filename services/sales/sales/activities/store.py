@@ -11,7 +11,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from crm_common import events as ev
-from crm_common.errors import NotFound, VersionConflict
+from crm_common.errors import NotFound
 
 from . import domain
 
@@ -48,12 +48,9 @@ class ActivityStore:
 
     def update(self, activity: dict[str, Any], sets: dict[str, Any], staged: list[dict[str, Any]],
                now: datetime) -> dict[str, Any]:
-        update = ev.stage_on_update({"$set": {**sets, "updated_at": now}, "$inc": {"version": 1}}, staged)
-        if self.activities.update_one({"_id": activity["_id"], "version": activity["version"]},
-                                      update).matched_count != 1:
-            raise VersionConflict(f"activity {activity['_id']} changed meanwhile; reload it and try again",
-                                  {"activity_id": activity["_id"]})
-        return {**activity, **sets, "updated_at": now, "version": activity["version"] + 1}
+        """``sets`` on the activity at its version, with ``staged`` in the same write (VersionConflict
+        when somebody wrote it first); the activity after it."""
+        return ev.update_versioned(self.activities, activity, sets, staged, now, kind="activity")
 
     def of_owner(self, owner: str, status: str | None, scope: dict[str, Any]) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"owner": owner}

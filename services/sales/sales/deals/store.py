@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from crm_common import clock
 from crm_common import events as ev
-from crm_common.errors import NotFound, VersionConflict
+from crm_common.errors import NotFound
 
 from . import domain
 
@@ -83,13 +83,9 @@ class DealStore:
 
     def update(self, deal: dict[str, Any], sets: dict[str, Any], staged: list[dict[str, Any]],
                now: datetime) -> dict[str, Any]:
-        update = ev.stage_on_update({"$set": {**sets, "updated_at": now}, "$inc": {"version": 1}}, staged)
-        if self.deals.update_one({"_id": deal["_id"], "version": deal["version"]}, update).matched_count != 1:
-            current = self.find(deal["_id"]) or deal
-            raise VersionConflict(f"deal {deal['_id']} is at version {current['version']}, not {deal['version']}; "
-                                  "reload it and apply your change again",
-                                  {"deal_id": deal["_id"], "current_version": current["version"]})
-        return {**deal, **sets, "updated_at": now, "version": deal["version"] + 1}
+        """``sets`` on the deal at its version, with ``staged`` in the same write (VersionConflict
+        when somebody wrote it first); the deal after it."""
+        return ev.update_versioned(self.deals, deal, sets, staged, now, kind="deal")
 
     def page(self, filters: dict[str, Any], scope: dict[str, Any], after_id: str | None,
              limit: int) -> list[dict[str, Any]]:

@@ -107,13 +107,9 @@ class LeadStore:
 
     def update(self, lead: dict[str, Any], sets: dict[str, Any], staged: list[dict[str, Any]],
                now: datetime) -> dict[str, Any]:
-        """``sets`` on the lead at its version, with ``staged`` in the same write;
-        VersionConflict when somebody wrote it first. Returns the lead after the write."""
-        update = ev.stage_on_update({"$set": {**sets, "updated_at": now}, "$inc": {"version": 1}}, staged)
-        if self.leads.update_one({"_id": lead["_id"], "version": lead["version"]}, update).matched_count != 1:
-            raise VersionConflict(f"lead {lead['_id']} changed meanwhile; reload it and try again",
-                                  {"lead_id": lead["_id"]})
-        return {**lead, **sets, "updated_at": now, "version": lead["version"] + 1}
+        """``sets`` on the lead at its version, with ``staged`` in the same write (VersionConflict
+        when somebody wrote it first); the lead after it."""
+        return ev.update_versioned(self.leads, lead, sets, staged, now, kind="lead")
 
     # -- claims -------------------------------------------------------------------------
     def _holds(self, lead_id: str, key: str) -> bool:

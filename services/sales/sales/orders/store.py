@@ -61,10 +61,9 @@ class OrderStore:
 
     def update(self, order: dict[str, Any], sets: dict[str, Any], staged: list[dict[str, Any]],
                now: datetime) -> dict[str, Any]:
-        update = ev.stage_on_update({"$set": {**sets, "updated_at": now}, "$inc": {"version": 1}}, staged)
-        if self.orders.update_one({"_id": order["_id"], "version": order["version"]}, update).matched_count != 1:
-            raise VersionConflict(f"order {order['_id']} changed meanwhile, retry", {"order_id": order["_id"]})
-        return {**order, **sets, "updated_at": now, "version": order["version"] + 1}
+        """``sets`` on the order at its version, with ``staged`` in the same write (VersionConflict
+        when somebody wrote it first); the order after it."""
+        return ev.update_versioned(self.orders, order, sets, staged, now, kind="order")
 
     def page(self, contact_id: str | None, status: str | None, after_id: str | None,
              limit: int) -> list[dict[str, Any]]:
