@@ -56,9 +56,9 @@ test-integration: install ## integration tests only
 test-e2e: install ## end-to-end tests only
 	@scripts/test.sh e2e
 
-new-service: deps ## start a new service: NAME=<name> (docs/adding-a-service.md)
-	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<name>"; exit 2; }
-	@$(PY) scripts/new_service.py $(NAME)
+new-service: deps ## start a new service: NAME=<name> [PORT=<metrics port>] (docs/adding-a-service.md)
+	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<name> [PORT=<metrics port>]"; exit 2; }
+	@$(PY) scripts/new_service.py $(NAME) $(if $(PORT),--metrics-port $(PORT))
 
 docs: deps ## regenerate the generated tables of docs/rpc.md and docs/events.md from the declarations
 	@$(PY) scripts/gen_docs.py

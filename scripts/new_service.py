@@ -3,7 +3,7 @@
 to grow from: its package under services/, its public API under proto/crm/v1/ and its
 registry entry.
 
-    scripts/new_service.py NAME [--root DIR] [--registry FILE]
+    scripts/new_service.py NAME [--root DIR] [--registry FILE] [--metrics-port N]
 
 NAME is lower case with '-' (``service-desk``); the Python package is NAME with '_'
 (``service_desk``), the gRPC service ``crm.v1.<Camel>Service``. What it writes is a small
@@ -11,7 +11,9 @@ but complete service: one command and one query over the bus (CreateNote, GetNot
 contract model per RPC, an event with a timeline fact, a store with its indexes, a view,
 and nothing to register anywhere else. ``--root`` writes the files under another folder
 (a test adds a throwaway service that way); ``--registry`` names the registry to extend
-(default: the one under the root).
+(default: the one under the root); ``--metrics-port`` the port of its ``/metrics`` under
+``make up`` (default: one above the highest in the registry; name one when another branch
+is adding a service at the same time, so the two do not collide).
 """
 from __future__ import annotations
 
@@ -252,6 +254,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("name")
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--registry", type=Path)
+    parser.add_argument("--metrics-port", type=int)
     args = parser.parse_args(argv)
     name = args.name
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
@@ -262,7 +265,10 @@ def main(argv: list[str]) -> int:
     text = registry_file.read_text()
     if re.search(rf"^\[services\.{re.escape(name)}\]", text, re.M):
         parser.error(f"{name} is already in {registry_file}")
-    port = max(int(p) for p in re.findall(r"^metrics_port = (\d+)", text, re.M)) + 1
+    taken = {int(p) for p in re.findall(r"^metrics_port = (\d+)", text, re.M)}
+    port = args.metrics_port or max(taken) + 1
+    if port in taken:
+        parser.error(f"--metrics-port {port} is taken in {registry_file}")
     values = {"name": name, "pkg": pkg, "camel": camel, "prefix": pkg[:3], "port": port}
 
     service_dir = args.root / "services" / name
