@@ -53,3 +53,8 @@ class RedeemPoints(Request):
 
 class ListLedger(Request, Page):
     contact_id: Id
+
+
+class ListMembers(Request, Page):
+    """Internal: every member, by contact id (a service rebuilding its read model of
+    loyalty pages through them)."""

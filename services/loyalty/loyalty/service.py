@@ -155,6 +155,17 @@ class LoyaltyService(CrmService):
         page, token = paging.page(docs, req.size, lambda d: {"seq": d["seq"]})
         return {"entries": [entry_view(d) for d in page], "next_page_token": token}
 
+    @rpc(C.ListMembers)
+    def list_members(self, req: C.ListMembers):
+        """Internal: every member by contact id, with when it last changed (``updated_at``),
+        for consumers that rebuild their read model (marketing's audience)."""
+        cursor = paging.decode(req.page_token, id=str)
+        docs = self.store.page_members(cursor and cursor["id"], req.size + 1)
+        page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
+        now = clock.now()
+        return {"members": [{**member_view(Member.from_doc(d), now), "updated_at": clock.to_iso(d["updated_at"])}
+                            for d in page], "next_page_token": token}
+
     @rpc
     def expire_due_points(self):
         """Expire due lots and move tiers of every member that is due; safe with several

@@ -298,6 +298,10 @@ class LoyaltyStore:
         return self.refunds.delete_many({"refunded_at": {"$lt": before}}).deleted_count
 
     # -- queries ----------------------------------------------------------------------
+    def page_members(self, after_id: str | None, limit: int) -> list[dict[str, Any]]:
+        query = {"_id": {"$gt": after_id}} if after_id else {}
+        return list(self.members.find(query, {PENDING: 0, ev.OUTBOX: 0}).sort("_id", ASCENDING).limit(limit))
+
     def due_members(self, now: datetime, limit: int = 500) -> list[str]:
         return [d["_id"] for d in self.members.find({"due_at": {"$lte": now}}, {"_id": 1}).limit(limit)]
 

@@ -1,33 +1,37 @@
-"""The marketing nameko service: entrypoints only (contracts.py says what each accepts)."""
+"""The marketing nameko service: its entrypoints, one mixin per area (each area is a
+subpackage with its contracts, rules, store and views):
+
+* ``audience``   the read model of every contact, built only from events (handlers), and
+                 what marketing knows of one contact (GetAudienceProfile, surveys)
+* ``segments``   static lists and dynamic segments whose members follow the events, the
+                 rule language, previews, and the timers that fill and re-check segments
+* ``campaigns``  email and SMS campaigns: dry run, send, progress; the sending timers
+* ``engagement`` opens, clicks, unsubscribes, bounces and replies; scoring and the lead
+                 handoff to sales
+"""
 from __future__ import annotations
 
-from crm_common import clock
-from crm_common.nameko.base import CrmService, rpc
+from crm_common.nameko.base import CrmService
 from crm_common.nameko.mongo import MongoStore
 
-from . import contracts as C
-from . import domain
-from .events import NoteCreated
-from .store import NOTES, MarketingStore
-from .views import note_view
+from .audience.entrypoints import AudienceEntrypoints
+from .audience.store import AUDIENCE
+from .campaigns.entrypoints import CampaignEntrypoints
+from .campaigns.store import CAMPAIGNS, MESSAGES
+from .engagement.entrypoints import EngagementEntrypoints
+from .segments.entrypoints import SegmentEntrypoints
+from .segments.store import SEGMENTS
+from .store import MarketingStore
 
 
-class MarketingService(CrmService):
+class MarketingService(AudienceEntrypoints, SegmentEntrypoints, CampaignEntrypoints, EngagementEntrypoints,
+                       CrmService):
     name = "marketing"
-    OUTBOX_COLLECTIONS = (NOTES,)
+    OUTBOX_COLLECTIONS = (AUDIENCE, SEGMENTS, CAMPAIGNS, MESSAGES)
     store = MongoStore(MarketingStore)
 
-    @rpc(C.CreateNote)
-    def create_note(self, req: C.CreateNote):
-        doc = domain.new_note(req, clock.now())
-        staged = self.outbox.announce(NoteCreated(contact_id=doc["contact_id"], note_id=doc["_id"],
-                                                  text=doc["text"], created_at=doc["created_at"]))
-        # who did it, with the after: written to this service's audit trail with the note
-        staged += self.outbox.audit("note", doc["_id"], "create", {}, note_view(doc), contact_id=doc["contact_id"])
-        if self.store.insert_note(doc, staged):
-            self.outbox.publish(self.store.notes, doc["_id"], staged)
-        return note_view(self.store.get_note(doc["_id"]))
-
-    @rpc(C.GetNote)
-    def get_note(self, req: C.GetNote):
-        return note_view(self.store.get_note(req.note_id))
+    def before_relay(self):
+        """Pages a crash left behind their audience document are written first."""
+        writes = self.writes()
+        for doc in self.store.audience.leftovers():
+            writes.repage(doc)
