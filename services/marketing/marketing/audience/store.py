@@ -5,8 +5,9 @@ evaluation reads. Why two, and why it is safe:
     The read model of one contact (audience.state's parts: ``contact``, ``consents``,
     ``purchases``, ``orders``, ``loyalty``, ``tickets``, ``engagement``, ``expectations``,
     ``segments``), a ``version``, and the outbox. Every change is read, compute (pure),
-    ONE ``update_one({_id, version})``: the facts, the memberships they cause and the
-    events announcing them are stored together or not at all. Of two writers racing from
+    ONE ``update_one({_id, version})`` of the fields that changed (crm_common.updates):
+    the facts, the memberships they cause and the events announcing them are stored
+    together or not at all. Of two writers racing from
     the same version one wins; the other re-reads and recomputes.
 
 ``audience_pages`` (``_id`` = ``p0000`` .. ``p1023``)
@@ -36,7 +37,7 @@ from typing import Any, Iterator
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from crm_common import clock
+from crm_common import clock, updates
 from crm_common import events as ev
 from crm_common.errors import VersionConflict
 
@@ -117,12 +118,9 @@ class AudienceStore:
                 raise VersionConflict(f"audience {contact_id} was created concurrently, retry") from None
             return version
         version = before["version"] + 1
-        sets = {k: v for k, v in state.items() if before.get(k) != v}
-        sets.update({"version": version, "updated_at": now, f"{PAGED}.{version}": True, STAGED_AT: now})
-        unset = {k: "" for k in PARTS if k in before and k not in state}
-        update: dict[str, Any] = {"$set": sets, "$inc": {PAGED_COUNT: 1}}
-        if unset:
-            update["$unset"] = unset
+        update = updates.update(state_of(before), state, **{
+            "$set": {"version": version, "updated_at": now, f"{PAGED}.{version}": True, STAGED_AT: now},
+            "$inc": {PAGED_COUNT: 1}})
         result = self.audience.update_one({"_id": contact_id, "version": before["version"]},
                                           ev.stage_on_update(update, staged))
         if result.matched_count != 1:

@@ -85,7 +85,7 @@ class CampaignEntrypoints(Area):
         if doc["state"] == D.SCHEDULED:
             sets["due_at"] = c.schedule_at or clock.now()
         staged = self._campaign_audit(doc["_id"], "update", view, campaign_view({**doc, **sets}))
-        self.store.campaigns.transition(doc["_id"], doc["version"], sets, staged)
+        self.store.campaigns.transition(doc["_id"], doc["version"], sets, staged, before=doc)
         self.outbox.publish(self.store.campaigns.campaigns, doc["_id"], staged)
         return campaign_view(self.store.campaigns.get(doc["_id"]))
 

@@ -110,7 +110,7 @@ class Sending:
                                 started_at=now)
         staged = self.outbox.announce(event, event_id=derived_id("evt", "campaign_started", cid))
         self.campaigns.transition(cid, current["version"], {
-            "queue": {"state": "done", "lease": None, "seconds": round(time.perf_counter() - started, 3)},
+            "queue.state": "done", "queue.lease": None, "queue.seconds": round(time.perf_counter() - started, 3),
             "recipients": len(messages), "excluded": excluded, "batches": len(batches), "started_at": now,
             "due_at": None}, staged)
         self.outbox.publish(self.campaigns.campaigns, cid, staged)

@@ -22,12 +22,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from crm_common import events as ev
+from crm_common import updates
 from crm_common.errors import AlreadyExists, FailedPrecondition, NotFound, VersionConflict
 
 from . import domain as D
@@ -85,11 +86,13 @@ class CampaignStore:
         return list(self.campaigns.find(query, {"content": 0}).sort("_id", 1).limit(limit))
 
     def transition(self, campaign_id: str, version: int, sets: dict[str, Any], staged: list[dict[str, Any]] = (),
-                   *, unset: Iterable[str] = ()) -> None:
-        """A guarded change of the campaign (its version), with events staged; VersionConflict."""
-        update: dict[str, Any] = {"$set": sets, "$inc": {"version": 1}}
-        if unset:
-            update["$unset"] = {k: "" for k in unset}
+                   *, before: dict[str, Any] | None = None) -> None:
+        """A guarded change of the campaign (its version), with events staged; VersionConflict.
+        With ``before`` (the campaign as read), only the fields that changed are written."""
+        if before is None:
+            update: dict[str, Any] = {"$set": sets, "$inc": {"version": 1}}
+        else:
+            update = updates.update({k: before[k] for k in sets if k in before}, sets, **{"$inc": {"version": 1}})
         result = self.campaigns.update_one({"_id": campaign_id, "version": version}, ev.stage_on_update(update, staged))
         if result.matched_count != 1:
             raise VersionConflict(f"campaign {campaign_id} changed meanwhile", {"campaign_id": campaign_id})
@@ -142,9 +145,9 @@ class CampaignStore:
 
     def finish_batch(self, batch: dict[str, Any], owner: str, counts: dict[str, Any], due_at: datetime | None) -> None:
         """The batch's counts; done (``due_at`` None) or back in the queue for its deferred messages."""
-        sets = {"counts": counts, "lease": None, "owner": None, "due_at": due_at,
-                "state": "ready" if due_at else "done"}
-        self.batches.update_one({"_id": batch["_id"], "owner": owner}, {"$set": sets})
+        update = updates.update({"counts": batch.get("counts") or {}}, {"counts": counts}, **{
+            "$set": {"lease": None, "owner": None, "due_at": due_at, "state": "ready" if due_at else "done"}})
+        self.batches.update_one({"_id": batch["_id"], "owner": owner}, update)
 
     def batch_counts(self, campaign_id: str) -> tuple[dict[str, Any], int]:
         """The counts of every batch summed, and how many batches are not done."""

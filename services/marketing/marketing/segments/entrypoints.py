@@ -3,6 +3,7 @@ that keep memberships right beside the events (fills after a definition changed,
 re-checks of rules that depend on time alone, the size gauges)."""
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -19,6 +20,7 @@ from . import contracts as C
 from . import filling, rules
 from .evaluate import compile_rule
 from .membership import ACTIVE, ARCHIVED, DYNAMIC, STATIC
+from .store import rule_of
 from .views import member_view, segment_view
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class SegmentEntrypoints(Area):
         now = clock.now()
         rule = rules.parse(req.rule) if req.rule else None
         doc = {"_id": new_id("seg"), "name": req.name, "name_key": req.name.casefold(),
-               "description": req.description, "kind": req.kind, "rule": req.rule, "state": ACTIVE,
+               "description": req.description, "kind": req.kind, "rule": _text(req.rule), "state": ACTIVE,
                "time_relative": bool(rule and rules.is_time_relative(rule)), "members": 0,
                "fill": "pending" if req.kind == DYNAMIC else "done", "fill_lease": None,
                "version": 1, "created_at": now, "updated_at": now}
@@ -60,11 +62,11 @@ class SegmentEntrypoints(Area):
             sets.update(name=req.name, name_key=req.name.casefold())
         if "description" in req.update_mask:
             sets["description"] = req.description
-        if "rule" in req.update_mask and req.rule != doc.get("rule"):
+        if "rule" in req.update_mask and _text(req.rule) != doc.get("rule"):
             if doc["kind"] != DYNAMIC:
                 raise FailedPrecondition(f"segment {req.segment_id} is a static list: it has no rule",
                                          {"segment_id": req.segment_id})
-            sets.update(rule=req.rule, time_relative=rules.is_time_relative(rules.parse(req.rule)),
+            sets.update(rule=_text(req.rule), time_relative=rules.is_time_relative(rules.parse(req.rule)),
                         fill="pending", fill_lease=None)
         if not sets:
             return segment_view(doc)
@@ -98,7 +100,7 @@ class SegmentEntrypoints(Area):
 
     @rpc(C.PreviewSegment)
     def preview_segment(self, req: C.PreviewSegment):
-        rule = req.rule or self.store.segments.get(req.segment_id).get("rule")
+        rule = req.rule or rule_of(self.store.segments.get(req.segment_id))
         if rule is None:
             raise FailedPrecondition(f"segment {req.segment_id} is a static list: it has no rule to preview",
                                      {"segment_id": req.segment_id or ""})
@@ -184,6 +186,10 @@ class SegmentEntrypoints(Area):
         for d in docs:
             if d.get("state") == ACTIVE:
                 SEGMENT_MEMBERS.labels(d["name"], d["kind"]).set(counts.get(d["_id"], 0))
+
+
+def _text(rule: dict[str, Any] | None) -> str | None:
+    return json.dumps(rule, sort_keys=True, separators=(",", ":")) if rule else None
 
 
 def _join(segment_id: str):

@@ -1,6 +1,6 @@
 """Persistence of segments, and the per-process cache of their compiled rules.
 
-``segments`` (``_id`` = ``seg_...``): name, description, kind, the rule as JSON, state
+``segments`` (``_id`` = ``seg_...``): name, description, kind, the rule as JSON text, state
 (active / archived), ``version``, and the work that keeps its memberships right beside
 the events: ``fill`` (``pending`` after a create, a rule change or an archive, until a
 full evaluation has reconciled every contact; taken by one replica with a lease) and
@@ -18,6 +18,7 @@ created is never missed by both the handler and the segment's full evaluation.
 """
 from __future__ import annotations
 
+import json
 import threading
 from datetime import datetime, timedelta
 from typing import Any
@@ -161,8 +162,14 @@ class SegmentStore:
                                                   "recheck": True}}).modified_count == 1
 
 
+def rule_of(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """A segment's rule (stored as JSON text: a rule is compared and replaced whole)."""
+    return json.loads(doc["rule"]) if doc.get("rule") else None
+
+
 def definition(doc: dict[str, Any]) -> SegmentDef:
-    compiled = compile_rule(rules.parse(doc["rule"])) if doc["kind"] == DYNAMIC and doc.get("rule") else None
+    rule = rule_of(doc)
+    compiled = compile_rule(rules.parse(rule)) if doc["kind"] == DYNAMIC and rule else None
     return SegmentDef(doc["_id"], doc["name"], doc["kind"], doc.get("state", ACTIVE), compiled)
 
 

@@ -5,10 +5,12 @@ from typing import Any
 
 from crm_common import clock
 
+from .store import rule_of
+
 
 def segment_view(doc: dict[str, Any]) -> dict[str, Any]:
     return {"id": doc["_id"], "name": doc["name"], "description": doc.get("description") or "",
-            "kind": doc["kind"], "rule": doc.get("rule"), "state": doc.get("state", "active"),
+            "kind": doc["kind"], "rule": rule_of(doc), "state": doc.get("state", "active"),
             "members": int(doc.get("members") or 0), "fill_state": doc.get("fill") or "done",
             "time_relative": bool(doc.get("time_relative")), "version": doc["version"],
             "filled_at": clock.to_iso(doc.get("filled_at")), "created_at": clock.to_iso(doc["created_at"]),
