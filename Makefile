@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 
 .PHONY: help install deps infra-install proto up down status demo test fuzz test-unit test-integration test-e2e k8s-check \
-        k8s-generate new-service docs images token grpcurl bench logs clean
+        k8s-generate new-service docs images token grpcurl bench logs mail clean
 
 help: ## list the workflows
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ tools/bin/ghz:
 
 logs: ## follow the logs of the local stack
 	@tail -F var/log/*.log
+
+mail: ## what the local mail sink received (the emails marketing sent; N=<n> shows one, SMS=1 the text messages)
+	@$(PY) scripts/mail_sink.py $(if $(N),show $(N),list) $(if $(SMS),--sms)
 
 clean: down ## stop everything and delete local data (var/)
 	rm -rf var

@@ -7,7 +7,9 @@
     scripts/stack.py run NAME  one of them in the foreground (make run-NAME)
 
 The processes are the registry's deployables (crm_common.registry): every service as
-``crm-service NAME``, then the gateway. Processes write logs to var/log/<name>.log and
+``crm-service NAME``, then the gateway; before them the local mail and SMS sink
+(scripts/mail_sink.py, ``make mail`` lists what it received), where marketing's email and
+SMS go unless MARKETING_SMTP_URL / MARKETING_SMS_URL say otherwise. Processes write logs to var/log/<name>.log and
 pid files to var/run/. The end-to-end tests use :class:`Stack` directly to run a
 private stack on their own vhost, databases and ports. Infrastructure (broker,
 database) is scripts/infra.sh's job.
@@ -38,6 +40,7 @@ from crm_gateway import devauth
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
+MAIL_SINK = "mail-sink"
 
 
 def services() -> list[str]:
@@ -72,6 +75,17 @@ class Stack:
     # default node), None = run every process with amqp_uri's own credentials.
     broker_env: dict[str, str] | None = field(default_factory=our_broker_env)
     _users_ready: bool = False
+    mail_ports: tuple[int, int] = (8025, 8026)   # the mail sink's SMTP port and HTTP (SMS) port
+
+    @property
+    def mailbox(self) -> Path:
+        """Where the mail sink keeps what it received (scripts/mail_sink.py's Mailbox reads it)."""
+        return self.run_dir / "mail"
+
+    def sink_environment(self) -> dict[str, str]:
+        smtp, http = self.mail_ports
+        return {"MARKETING_SMTP_URL": f"smtp://127.0.0.1:{smtp}", "MARKETING_SMS_URL": f"http://127.0.0.1:{http}/sms",
+                "MARKETING_TRACKING_URL": f"http://127.0.0.1:{http}/t"}
 
     @cached_property
     def auth(self) -> devauth.DevAuth:
@@ -89,6 +103,9 @@ class Stack:
 
     # -- commands -----------------------------------------------------------------
     def command(self, name: str) -> list[str]:
+        if name == MAIL_SINK:
+            return [str(BIN / "python"), str(ROOT / "scripts" / "mail_sink.py"), "serve", "--dir", str(self.mailbox),
+                    "--smtp-port", str(self.mail_ports[0]), "--http-port", str(self.mail_ports[1])]
         if name == "gateway":
             return [str(BIN / "crm-gateway")]
         return [str(BIN / "crm-service"), name]
@@ -140,9 +157,14 @@ class Stack:
         return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
     def environment(self, name: str) -> dict[str, str]:
+        if name == MAIL_SINK:      # no broker, no database
+            return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONWARNINGS="ignore")
         env = dict(os.environ, AMQP_URI=self.amqp_uri_of(name), MONGODB_URL=self.mongodb_url,
                    METRICS_PORT=str(self.metrics_ports.get(name, 0)), PYTHONUNBUFFERED="1",
-                   PYTHONWARNINGS="ignore", **self.auth.environment(), **self.settings)
+                   PYTHONWARNINGS="ignore", **self.auth.environment())
+        for key, value in self.sink_environment().items():
+            env.setdefault(key, value)     # yours (a real mail server) if you set them
+        env.update(self.settings)
         if name == "gateway":
             env["GATEWAY_ADDR"] = self.gateway_addr
         elif self.database_prefix:
@@ -206,14 +228,14 @@ class Stack:
             self.metrics_ports.pop(name, None)
 
     def up(self, names: list[str] | None = None, timeout: float = 60) -> None:
-        for name in names or [*services(), "gateway"]:
+        for name in names or [MAIL_SINK, *services(), "gateway"]:
             if self.running_pid(name) is None:
                 self.start(name)
                 self.wait_ready(name, timeout)
 
     def down(self) -> None:
         replicas = [name for name in self.procs if "@" in name]
-        for name in ["gateway", *replicas, *reversed(services())]:
+        for name in ["gateway", *replicas, *reversed(services()), MAIL_SINK]:
             self.stop(name)
 
     # -- readiness ----------------------------------------------------------------
@@ -225,7 +247,9 @@ class Stack:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.run_dir}/log/{name}.log")
             try:
-                if name == "gateway":
+                if name == MAIL_SINK:
+                    socket.create_connection(("127.0.0.1", self.mail_ports[0]), timeout=1).close()
+                elif name == "gateway":
                     # listening is not enough: ready means connected to the broker
                     host, port = self.gateway_addr.rsplit(":", 1)
                     socket.create_connection((host, int(port)), timeout=1).close()
@@ -305,6 +329,7 @@ def rpc_call(amqp_uri: str, service: str, method: str, kwargs: dict | None = Non
 BANNER = """
 The CRM is up. gRPC gateway: {addr}  (health + reflection on)
 Metrics: {metrics}
+Mail and SMS the CRM sent: make mail (N=<n> shows one, SMS=1 the text messages)
 Logs: var/log/*.log   Stop: make down
 
 Every call needs a token; `make token ROLE=<role>` prints one (roles: docs/access.md).
@@ -331,7 +356,7 @@ def main(argv: list[str]) -> int:
         stack.ensure_broker_users()
         os.execve(command[0], command, stack.environment(name))
     elif cmd == "status":
-        for name in [*services(), "gateway"]:
+        for name in [MAIL_SINK, *services(), "gateway"]:
             pid = stack.running_pid(name)
             print(f"{name:10s} {'running (pid %d)' % pid if pid else 'stopped'}")
     else:

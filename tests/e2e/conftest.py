@@ -34,7 +34,7 @@ def running_stack(amqp_uri: str, run_dir: Path, broker_env: dict[str, str] | Non
     prefix = unique_db("e2e") + "_"
     st = Stack(amqp_uri=amqp_uri, gateway_addr=f"127.0.0.1:{free_port()}",
                metrics_ports={d.name: free_port() for d in registry.load().deployables},
-               database_prefix=prefix, run_dir=run_dir,
+               database_prefix=prefix, run_dir=run_dir, mail_ports=(free_port(), free_port()),
                # The suite calls faster than a person may (the limit itself: tests/e2e/test_access.py).
                settings={"GATEWAY_RATE_PER_SECOND": "0"},
                broker_env=broker_env if broker_env is not None else our_broker_env())

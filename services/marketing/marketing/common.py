@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from datetime import datetime
 from typing import Any
 
+from nameko.extensions import DependencyProvider
 from pydantic import TypeAdapter
 
 from crm_common import clock
@@ -17,7 +19,6 @@ from . import settings as settings_module
 from .audience.writes import AudienceWrites
 from .campaigns.sending import Sending
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"   # who holds a lease (a process; replicas differ)
 _ID = TypeAdapter(Id)
 
 
@@ -38,8 +39,22 @@ def event_time(value: Any, envelope: dict[str, Any]) -> datetime:
     return clock.now()
 
 
+class LeaseOwner(DependencyProvider):
+    """Who holds a lease (a segment fill, a campaign's queueing, a batch of messages): one
+    name per service container, so two replicas (or two containers in one test process)
+    never take each other for themselves."""
+
+    def setup(self) -> None:
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def get_dependency(self, worker_ctx) -> str:
+        return self.name
+
+
 class Area:
     """Helpers of the service, for its areas' entrypoints."""
+
+    owner = LeaseOwner()
 
     def settings(self) -> settings_module.Settings:
         return settings_module.of(self.config)
@@ -48,4 +63,4 @@ class Area:
         return AudienceWrites(self.store.audience, self.store.segments, self.outbox, self.settings())
 
     def sending(self) -> Sending:
-        return Sending(self.store.campaigns, self.store.audience, self.outbox, self.settings(), OWNER)
+        return Sending(self.store.campaigns, self.store.audience, self.outbox, self.settings(), self.owner)

@@ -55,7 +55,7 @@ def project(doc: dict[str, Any]) -> dict[str, Any]:
         "la": locale.split("-")[0].lower() or None,
         "ge": contact.get("gender"),
         "ow": contact.get("owner"),
-        "ed": email.rpartition("@")[2] or None,
+        "ed": email.rpartition("@")[2].lower() or None,
         "he": bool(email),
         "hp": bool(contact.get("phone")),
         "cn": sorted(ch for ch, c in consents.items() if (c or {}).get("granted")),

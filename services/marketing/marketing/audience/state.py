@@ -22,6 +22,7 @@ summary), ``orders`` (recent paid orders), ``loyalty``, ``tickets``, ``engagemen
 from __future__ import annotations
 
 import copy
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -321,7 +322,8 @@ def apply_engagement(state: dict[str, Any], *, kind: str, message_id: str, campa
     """message_opened / message_clicked / message_replied: remembered once per
     (message, kind, link), newest first in a bounded history."""
     engagement = state.get("engagement") or {}
-    key = f"{message_id}|{kind}|{link or ''}"
+    # a link may carry personal data (a tracking parameter): the key keeps only its hash
+    key = f"{message_id}|{kind}|{hashlib.sha256((link or '').encode()).hexdigest()[:16]}"
     if key in (engagement.get("seen") or []):
         return state
     out = copy.deepcopy(state)

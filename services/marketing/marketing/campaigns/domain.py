@@ -104,7 +104,7 @@ def next_allowed(now: datetime, tz: str, quiet: QuietHours, preferred: str | Non
     """None when an SMS may go now; else the first whole local hour when it may: outside
     quiet hours and, if the customer said when they like to be contacted, inside that
     window (a preferred window entirely inside quiet hours is ignored)."""
-    zone = zone(tz)
+    local_zone = zone(tz)
     window = CONTACT_WINDOWS.get(preferred or "")
     if window and all(quiet.holds(h) for h in range(*window)):
         window = None
@@ -112,12 +112,12 @@ def next_allowed(now: datetime, tz: str, quiet: QuietHours, preferred: str | Non
     def allowed(hour: int) -> bool:
         return not quiet.holds(hour) and (window is None or window[0] <= hour < window[1])
 
-    local = now.astimezone(zone)
+    local = now.astimezone(local_zone)
     if allowed(local.hour):
         return None
     start = local.replace(minute=0, second=0, microsecond=0)
     for step in range(1, 49):
-        candidate = (start + timedelta(hours=step)).astimezone(zone)
+        candidate = (start + timedelta(hours=step)).astimezone(local_zone)
         if allowed(candidate.hour):
             return candidate.replace(minute=0, second=0, microsecond=0).astimezone(now.tzinfo)
     return None

@@ -15,7 +15,7 @@ from crm_common.errors import FailedPrecondition, VersionConflict
 from crm_common.ids import new_id
 from crm_common.nameko.base import rpc
 
-from ..common import OWNER, Area
+from ..common import Area
 from . import contracts as C
 from . import filling, rules
 from .evaluate import compile_rule
@@ -162,10 +162,10 @@ class SegmentEntrypoints(Area):
     def fill_segments(self):
         """Reconcile segments whose definition changed (one at a time per replica, leased)."""
         while True:
-            doc = self.store.segments.take_fill(OWNER, filling.FILL_LEASE, clock.now())
+            doc = self.store.segments.take_fill(self.owner, filling.FILL_LEASE, clock.now())
             if doc is None:
                 return
-            members, fixed = filling.fill(self.store.segments, self.store.audience, self.writes(), doc, OWNER)
+            members, fixed = filling.fill(self.store.segments, self.store.audience, self.writes(), doc, self.owner)
             log.info("segment %s filled: %d members, %d memberships corrected", doc["_id"], members, fixed)
 
     @timer(interval=RECHECK_INTERVAL_SECONDS)
