@@ -18,6 +18,7 @@ tracking URL) explains that a web front would record the click; GET ``/sms`` lis
 from __future__ import annotations
 
 import argparse
+import asyncio
 import email
 import email.policy
 import json
@@ -95,8 +96,9 @@ class Store:
 
 
 class SmtpHandler:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, delay: float = 0.0):
         self.store = store
+        self.delay = delay
         self.seen: set[str] = set()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
@@ -110,6 +112,8 @@ class SmtpHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if self.delay:
+            await asyncio.sleep(self.delay)    # a slower server (tests spread a send over replicas)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.store.add("email", envelope.content, ".eml", {
             "from": envelope.mail_from, "to": list(envelope.rcpt_tos), "subject": str(message.get("Subject", "")),
@@ -163,11 +167,11 @@ def http_handler(store: Store):
     return Handler
 
 
-def serve(folder: Path, host: str, smtp_port: int, http_port: int) -> None:
+def serve(folder: Path, host: str, smtp_port: int, http_port: int, delay: float = 0.0) -> None:
     from aiosmtpd.controller import Controller
 
     store = Store(folder)
-    controller = Controller(SmtpHandler(store), hostname=host, port=smtp_port)
+    controller = Controller(SmtpHandler(store, delay), hostname=host, port=smtp_port)
     controller.start()
     httpd = ThreadingHTTPServer((host, http_port), http_handler(store))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -189,10 +193,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--smtp-port", type=int, default=8025)
     parser.add_argument("--http-port", type=int, default=8026)
     parser.add_argument("--sms", action="store_true", help="the SMS instead of the emails")
+    parser.add_argument("--delay", type=float, default=0.0, help="serve: seconds before accepting each email")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.dir, args.host, args.smtp_port, args.http_port)
+        serve(args.dir, args.host, args.smtp_port, args.http_port, args.delay)
         return 0
     box = Mailbox(args.dir)
     entries = box.sms() if args.sms else box._index("email")

@@ -46,10 +46,11 @@ class Sink:
 
 
 @contextmanager
-def mail_sink(folder: Path) -> Iterator[Sink]:
+def mail_sink(folder: Path, delay: float = 0.0) -> Iterator[Sink]:
+    """The sink (scripts/mail_sink.py) on free ports; ``delay``: seconds per accepted email."""
     smtp, http = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "mail_sink.py"), "serve", "--dir", str(folder),
-                             "--smtp-port", str(smtp), "--http-port", str(http)],
+                             "--smtp-port", str(smtp), "--http-port", str(http), "--delay", str(delay)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: socket.create_connection(("127.0.0.1", smtp), 1), 15, retry_on=(OSError,))

@@ -105,13 +105,17 @@ class Settings:
         )
 
 
-_CACHE: dict[int, Settings] = {}
+_CACHE: dict[tuple, Settings] = {}
 
 
 def of(config: Mapping[str, Any]) -> Settings:
-    """The settings of a service's config (parsed once per config object)."""
-    key = id(config)
+    """The settings of a service's config, parsed once per set of values (a process runs
+    one service; a test process runs many, each with its own)."""
+    key = tuple(sorted((k, str(v)) for k, v in config.items() if k.startswith("MARKETING_")
+                       or k == "CRM_INTERNAL_SECRET"))
     found = _CACHE.get(key)
     if found is None:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
         found = _CACHE[key] = Settings.from_config(config)
     return found

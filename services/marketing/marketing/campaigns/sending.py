@@ -161,11 +161,11 @@ class Sending:
                 return now + BATCH_LEASE   # its worker may still be on it
             self._fail(campaign, m, D.FAILED, "interrupted: the worker stopped mid-send; never sent twice")
             return None
-        if m["status"] == D.DEFERRED and m.get("not_before") and m["not_before"] > now:
-            return m["not_before"]
         if campaign["state"] == D.CANCELLED:
             self._settle(m, D.SKIPPED, D.CANCELLED_REASON, "the campaign was cancelled")
             return None
+        if m["status"] == D.DEFERRED and m.get("not_before") and m["not_before"] > now:
+            return m["not_before"]
         record = caps.get(m["contact_id"])
         sent = len(D.sends_in_window((record or {}).get("sends") or {}, now, self.settings.cap_window))
         decision = D.decide(D.Recipient.of_state(m["contact_id"], state, channel), channel, now,
@@ -198,29 +198,33 @@ class Sending:
             m["status"] = self.campaigns.message(m["_id"])["status"]
             return None
         m["status"] = D.SENDING
+        tries = [0]
         try:
-            self._deliver(campaign, m, state, address, session)
+            self._deliver(campaign, m, state, address, session, tries)
         except DeliveryError as exc:
             self._release(campaign, m, cost, capped)
             status = D.BOUNCED if exc.permanent else D.FAILED
-            self._fail(campaign, m, status, str(exc)[:500], from_status=D.SENDING)
+            self._fail(campaign, m, status, str(exc)[:500], attempts=tries[0])
             return None
         except CrmError as exc:     # the template failed for this contact's values
             self._release(campaign, m, cost, capped)
-            self._fail(campaign, m, D.FAILED, f"template: {exc}"[:500], from_status=D.SENDING)
+            self._fail(campaign, m, D.FAILED, f"template: {exc}"[:500], attempts=tries[0])
             return None
         sent_at = clock.now()
         event = MessageSent(contact_id=m["contact_id"], message_id=m["_id"], campaign_id=campaign["_id"],
                             campaign_name=campaign["name"], channel=campaign["channel"], at=sent_at)
         staged = self.outbox.announce(event, event_id=derived_id("evt", "message_sent", m["_id"]))
         self.campaigns.settle(m["_id"], D.SENDING, {"status": D.SENT, "sent_at": sent_at, "address": address,
-                                                    "cost_minor": cost, "updated_at": sent_at}, staged)
+                                                    "cost_minor": cost, "attempts": tries[0], "updated_at": sent_at},
+                              staged)
         self.outbox.publish(self.campaigns.messages, m["_id"], staged)
         m["status"] = D.SENT
         MESSAGES_TOTAL.labels(campaign["channel"], D.SENT, "").inc()
         return None
 
-    def _deliver(self, campaign, m, state, address, session) -> None:
+    def _deliver(self, campaign, m, state, address, session, tries: list[int]) -> None:
+        """Render and hand over, retrying transient failures with backoff (``tries[0]``
+        counts the attempts)."""
         s = self.settings
         unsubscribe = tokens.url(s.tracking_url, s.tracking_secret, "u", m["_id"])
         values = templates.variables(state, campaign.get("defaults") or {}, {"campaign": campaign["name"]})
@@ -230,17 +234,18 @@ class Sending:
                                    pixel_url=tokens.url(s.tracking_url, s.tracking_secret, "o", m["_id"]))
             message = smtp.build(sender=s.email_from, to=address, subject=mail.subject, text=mail.text, html=mail.html,
                                  message_id=m["_id"], campaign_id=campaign["_id"], unsubscribe_url=unsubscribe)
-            self._retrying(lambda: session.send(message))
+            self._retrying(lambda: session.send(message), tries)
         else:
             text = templates.sms(campaign["content"], values, unsubscribe_url=unsubscribe)
             provider = SmsProvider(s.sms_url, s.sms_token, s.sms_sender, s.send_timeout)
-            self._retrying(lambda: provider.send(to=address, text=text, reference=m["_id"]))
+            self._retrying(lambda: provider.send(to=address, text=text, reference=m["_id"]), tries)
 
-    def _retrying(self, send) -> None:
+    def _retrying(self, send, tries: list[int]) -> None:
         for attempt in Retrying(stop=stop_after_attempt(self.settings.send_retries), reraise=True,
                                 wait=wait_exponential(multiplier=self.settings.retry_wait, max=30),
                                 retry=retry_if_exception_type(Transient)):
             with attempt:
+                tries[0] += 1
                 send()
 
     @contextmanager
@@ -263,14 +268,16 @@ class Sending:
         else:
             m["status"] = self.campaigns.message(m["_id"])["status"]
 
-    def _fail(self, campaign, m, status: str, reason: str, *, from_status: str = D.SENDING) -> None:
+    def _fail(self, campaign, m, status: str, reason: str, *, attempts: int = 0) -> None:
         now = clock.now()
         event = MessageFailed(contact_id=m["contact_id"], message_id=m["_id"], campaign_id=campaign["_id"],
                               campaign_name=campaign["name"], channel=campaign["channel"], at=now, status=status,
                               reason=reason)
         staged = self.outbox.announce(event, event_id=derived_id("evt", "message_failed", m["_id"]))
-        if self.campaigns.settle(m["_id"], from_status, {"status": status, "reason": status, "detail": reason,
-                                                         "updated_at": now}, staged):
+        sets = {"status": status, "reason": status, "detail": reason, "updated_at": now}
+        if attempts:
+            sets["attempts"] = attempts
+        if self.campaigns.settle(m["_id"], D.SENDING, sets, staged):
             self.outbox.publish(self.campaigns.messages, m["_id"], staged)
             m.update(status=status, reason=status, detail=reason)
             MESSAGES_TOTAL.labels(campaign["channel"], status, "").inc()

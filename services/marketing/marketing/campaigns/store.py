@@ -168,8 +168,8 @@ class CampaignStore:
     def claim(self, message_id: str, status: str, owner: str, now: datetime) -> bool:
         """queued/deferred -> sending, if nobody else took it (the exactly-once point)."""
         return self.messages.update_one({"_id": message_id, "status": status},
-                                        {"$set": {"status": D.SENDING, "claimed_by": owner, "claimed_at": now},
-                                         "$inc": {"attempts": 1}}).modified_count == 1
+                                        {"$set": {"status": D.SENDING, "claimed_by": owner,
+                                                  "claimed_at": now}}).modified_count == 1
 
     def settle(self, message_id: str, from_status: str | tuple[str, ...], sets: dict[str, Any],
                staged: list[dict[str, Any]] = ()) -> bool:
