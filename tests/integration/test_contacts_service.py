@@ -264,6 +264,33 @@ def test_set_consent_publishes_only_on_change_and_keeps_history(env):
     assert exc.value.details["violations"][0]["field"] == "channel"
 
 
+def test_an_unsubscribe_from_marketing_withdraws_the_consent_once_and_never_undoes_a_later_grant(env, dispatch):
+    c = env.api.create_contact(contact={"given_name": "Uma", "emails": [f"u{uniq()}@example.com"],
+                                        "consents": {"email": {"granted": True, "source": "web"}}})
+    unsubscribed = clock.now()
+    fact = ev.envelope("contact_unsubscribed", source="marketing", subject=c["id"], data={
+        "contact_id": c["id"], "message_id": "msg_1", "campaign_id": "cmp_spring", "campaign_name": "Spring",
+        "channel": "email", "at": clock.to_iso(unsubscribed)})
+    send = dispatch(env.cfg, "marketing")
+    send("contact_unsubscribed", fact)
+    withdrawn = wait_for(lambda: (got := env.api.get_contact(contact_id=c["id"]))["consents"]["email"]["granted"]
+                         is False and got)
+    assert withdrawn["consents"]["email"]["source"] == "unsubscribe:cmp_spring"
+    assert withdrawn["consents"]["email"]["at"] == clock.to_iso(unsubscribed)
+    wait_for(lambda: len(env.events("consent_changed", c["id"])) == 1)
+    # the customer opts in again afterwards; the same unsubscribe delivered again changes nothing
+    env.api.set_consent(contact_id=c["id"], channel="email", granted=True, source="preference-centre")
+    send("contact_unsubscribed", fact)
+    send("contact_unsubscribed", {**fact, "event_id": ev.new_id("evt")})
+    time.sleep(0.5)
+    assert env.api.get_contact(contact_id=c["id"])["consents"]["email"]["granted"] is True
+    history = env.api.get_consent_history(contact_id=c["id"])["history"]
+    assert [(h["granted"], h["source"]) for h in history][-2:] == [(False, "unsubscribe:cmp_spring"),
+                                                                  (True, "preference-centre")]
+    audit = env.api.list_audit(record_id=c["id"], principal=None, page_size=10, page_token="")["entries"]
+    assert any(e["principal"] == "service:contacts" and e["operation"] == "set_consent" for e in audit)
+
+
 class Parcel(Event):
     """A kind of fact contacts has never heard of: its producer says what the timeline shows."""
 

@@ -123,7 +123,8 @@ def test_the_registry_names_queues_and_routes_and_refuses_nonsense(tmp_path):
     assert [s.name for s in reg.services] and reg.gateway.name == "gateway"
     loyalty = reg.service("loyalty")
     assert loyalty.queues[0] == "rpc-loyalty" and "evt-contacts-contact_created--loyalty" in loyalty.queues
-    assert reg.service("contacts").queues == ("rpc-contacts", "evt-timeline--contacts")
+    assert reg.service("contacts").queues == ("rpc-contacts", "evt-timeline--contacts",
+                                              "evt-marketing-contact_unsubscribed--contacts")
     assert reg.grpc_routes()["crm.v1.LoyaltyService"] == "loyalty"
     assert registry.snake_case("CreateContact") == "create_contact"
     base = registry.DEFAULT_PATH.read_text()

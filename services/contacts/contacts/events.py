@@ -2,7 +2,8 @@
 state change is stored (staged in the same single-document write, crm_common.events).
 ``contact`` in a payload is the contact exactly as ``get_contact`` returns it
 (docs/rpc.md). Consumed: every service's timeline facts (the "timeline" subscription),
-stored as timeline entries.
+stored as timeline entries; marketing's contact_unsubscribed (the channel's consent is
+withdrawn).
 """
 from __future__ import annotations
 

@@ -15,10 +15,11 @@ from nameko.timer import timer
 from prometheus_client import Gauge
 
 from crm_common import audit, clock, contracts
-from crm_common.errors import InvalidArgument, PermissionDenied, VersionConflict
+from crm_common.contracts import Id, Timestamp
+from crm_common.errors import InvalidArgument, NotFound, PermissionDenied, VersionConflict
 from crm_common.ids import derived_id, new_id
 from crm_common.nameko.base import CrmService, rpc
-from crm_common.nameko.handlers import handles_timeline
+from crm_common.nameko.handlers import handles, handles_timeline
 from crm_common.nameko.mongo import MongoStore
 from crm_common import paging
 from crm_common.retry import on_conflict
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 AUDITED_FIELDS = (*domain.WRITABLE_FIELDS, "consents", "erased")
 CONTACTS_TOTAL = Gauge("crm_contacts", "Contacts (not erased) by lifecycle stage", ["lifecycle_stage"])
 GAUGE_INTERVAL_SECONDS = 30
+
+
+class _Unsubscribed(contracts.Tolerant):
+    contact_id: Id
+    at: Timestamp
 
 
 class ContactsService(CrmService):
@@ -177,24 +183,52 @@ class ContactsService(CrmService):
     @rpc(C.SetConsent)
     @on_conflict()
     def set_consent(self, req: C.SetConsent):
-        channel = req.channel
         doc = self.store.get_live_doc(req.contact_id, self._scope())
+        return self._consent(doc, req.channel, req.granted, req.source, clock.now())
+
+    def _consent(self, doc, channel, granted, source, at):
+        """One channel's consent decided (``at``), with its event, history and audit entry;
+        no change, no event."""
         current = (doc.get("consents") or {}).get(channel) or domain.empty_consent()
-        if current.get("granted") is req.granted:
-            return contact_view(doc)  # no change, no event
+        if current.get("granted") is granted:
+            return contact_view(doc)
         now = clock.now()
-        consent = {"granted": req.granted, "source": req.source, "at": now}
+        consent = {"granted": granted, "source": source, "at": at}
         history = domain.consent_history_after(doc.get("consent_history"), {"channel": channel, **consent})
         after = {**doc, "consents": {**(doc.get("consents") or {}), channel: consent},
                  "version": doc["version"] + 1, "updated_at": now}
         staged = self.outbox.announce(ConsentChanged(
-            contact_id=doc["_id"], channel=channel, granted=req.granted, source=req.source, at=now,
+            contact_id=doc["_id"], channel=channel, granted=granted, source=source, at=at,
             display_name=doc.get("display_name"))) + self._audit(after, "set_consent", contact_view(doc),
                                                                  contact_view(after))
         self.store.update_contact(doc["_id"], doc["version"], {f"consents.{channel}": consent,
                                                                "consent_history": history}, staged, now)
         self._publish(doc["_id"], staged)
         return contact_view(after)
+
+    @handles("marketing", "contact_unsubscribed", idempotent=True)
+    @on_conflict()
+    def on_contact_unsubscribed(self, event):
+        """Unsubscribed through a marketing message's link (or a complaint): that channel's
+        consent is withdrawn, as of the unsubscribe. Idempotent by construction: a
+        redelivery finds it withdrawn already, and a consent given again AFTER the
+        unsubscribe is newer, so a late delivery never undoes it."""
+        data = event.get("data") or {}
+        channel = data.get("channel")
+        if channel not in C.CONSENT_CHANNELS:
+            return
+        fact = contracts.parse(_Unsubscribed, data, prefix="data")
+        at = fact.at
+        try:
+            doc = self.store.get_doc(fact.contact_id)
+        except NotFound:
+            return      # a contact that no longer exists has no consent to withdraw
+        if doc.get("erased"):
+            return
+        current = (doc.get("consents") or {}).get(channel) or {}
+        if current.get("at") is not None and current["at"] > at:
+            return
+        self._consent(doc, channel, False, f"unsubscribe:{data.get('campaign_id') or 'message'}"[:C.SOURCE_MAX], at)
 
     @rpc(C.GetConsentHistory)
     def get_consent_history(self, req: C.GetConsentHistory):
