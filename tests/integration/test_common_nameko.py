@@ -23,10 +23,12 @@ from crm_common.nameko.base import CrmService, rpc
 from crm_common.nameko.handlers import handles, prune_handled
 from crm_common.nameko.mongo import MongoStore
 from crm_common.nameko.observe import broker_check
+from crm_common.nameko.remote import call, remote
 
 from support import auth  # noqa: E402
 
 auth.permit("producer_t.make")
+auth.permit("producer_t.whoami")
 
 
 class Store:
@@ -51,15 +53,23 @@ class Producer(CrmService):
             self.outbox.publish(self.store.db.things, thing_id, staged)
         return staged[0]["event_id"]
 
+    @rpc
+    def whoami(self):
+        return self.caller.principal.subject
+
 
 class Consumer(CrmService):
     name = "consumer_t"
     store = MongoStore(Store)
+    producer = remote("producer_t")
 
     @handles("producer_t", "thing_made")
     def on_thing_made(self, event):
         if event["data"]["id"].startswith("bad"):
             raise RuntimeError("cannot handle bad things")
+        if event["data"]["id"].startswith("ask"):   # a handler calling another service, as itself
+            self.store.db.seen.insert_one({"_id": event["data"]["id"], "as": call(self.producer, "whoami")})
+            return
         self.store.db.seen.update_one({"_id": event["data"]["id"]}, {"$inc": {"n": 1}}, upsert=True)
 
 
@@ -79,6 +89,13 @@ def test_published_event_is_handled_and_cleared_from_outbox(pair, rpc):
     wait_for(lambda: cdb.seen.find_one({"_id": "t1"}))
     doc = pdb.things.find_one({"_id": "t1"})
     assert doc[ev.OUTBOX] == {} and doc[ev.OUTBOX_COUNT] == 0
+
+
+def test_a_handler_calls_other_services_as_its_own_service(pair, rpc):
+    pcfg, _, cdb = pair
+    rpc(pcfg).producer_t.make(thing_id="ask-1")
+    asked = wait_for(lambda: cdb.seen.find_one({"_id": "ask-1"}))
+    assert asked["as"] == "service:consumer_t"
 
 
 def test_event_left_pending_is_relayed(pair, rpc):

@@ -163,6 +163,41 @@ def test_behaviour_raises_the_score_and_a_grade_move_is_announced(sales):
     assert scored
 
 
+def test_marketing_engagement_scores_open_leads_and_a_qualified_contact_becomes_a_lead(sales, dispatch):
+    from crm_common.events import envelope
+
+    s = sales()
+    send = dispatch(s.cfg, "marketing")
+    email = f"reader.{tag()}@example.org"
+    reader = s.contacts.create_contact(contact={"given_name": "Reader", "emails": [{"address": email}]})
+    lead = s.svc.capture_lead(lead={"email": email}, channel="web_form")["lead"]
+    wait_for(lambda: s.svc.get_lead(lead_id=lead["id"])["contact_id"] == reader["id"])
+    clicked = envelope("message_clicked", source="marketing", subject=reader["id"], data={
+        "contact_id": reader["id"], "message_id": "msg_1", "campaign_id": "cmp_1", "campaign_name": "Spring",
+        "channel": "email", "at": clock.to_iso(clock.now()), "link": "https://shop.example/spring"})
+    send("message_clicked", clicked)
+    scored = wait_for(lambda: (got := s.svc.get_lead(lead_id=lead["id"]))["behaviour"].get("message_clicked") and got)
+    send("message_clicked", clicked)                     # a redelivery (a relay's, a broker's) counts once
+    eventlet.sleep(0.5)
+    assert s.svc.get_lead(lead_id=lead["id"])["behaviour"] == {"message_clicked": 1}
+    assert scored["score"] > lead["score"]
+    assert scored["history"][-1]["detail"] == "https://shop.example/spring"
+    # marketing hands over someone sales has no lead for, and the reader again
+    fan = s.contacts.create_contact(contact={"given_name": "Fan", "emails": [{"address": f"fan.{tag()}@example.org"}]})
+    for person in (fan, reader):
+        send("lead_qualified", envelope("lead_qualified", source="marketing", subject=person["id"], data={
+            "contact_id": person["id"], "email": person["emails"][0]["address"], "phone": None,
+            "given_name": person["given_name"], "family_name": "", "display_name": person["given_name"], "score": 12,
+            "threshold": 10, "qualified_at": clock.to_iso(clock.now()),
+            "history": [{"at": clock.to_iso(clock.now()), "kind": "clicked", "message_id": "msg_1",
+                         "campaign_id": "cmp_1", "channel": "email", "link": "https://shop.example/spring"}]}))
+    new = wait_for(lambda: [x for x in s.svc.list_leads(page_size=500)["leads"] if x.get("contact_id") == fan["id"]])
+    assert new[0]["channel"] == "marketing" and "Engaged with marketing" in new[0]["notes"]
+    merged = wait_for(lambda: (got := s.svc.get_lead(lead_id=lead["id"]))["touches"] and got)
+    assert merged["touches"][-1]["channel"] == "marketing"
+    assert len([x for x in s.svc.list_leads(page_size=500)["leads"] if x.get("contact_id") == reader["id"]]) == 1
+
+
 def test_rule_changes_rescore_open_leads(sales):
     s = sales()
     lead = s.svc.capture_lead(**web_lead(industry="mining"))["lead"]

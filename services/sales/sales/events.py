@@ -10,7 +10,9 @@ reach the contact's timeline (crm_common.timeline).
 
 Consumed (see the registry): contacts' contact_created / contact_updated /
 contact_erased (the contacts sales knows: existence, contact points for conversion,
-erasure), and its own order_paid / order_refunded (the purchase summary per contact).
+erasure), its own order_paid / order_refunded (the purchase summary per contact), and
+marketing's message_opened / message_clicked (behaviour of open leads) and lead_qualified
+(a capture on the marketing channel): sales.marketing_facts.
 """
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from .deals.service import DealEntrypoints
 from .known_contacts import ContactReferences, contact_keys
 from .leads.contracts import OPEN_STATUSES
 from .leads.service import LeadEntrypoints
+from .marketing_facts import MarketingFacts
 from .orders.service import OrderEntrypoints
 from .ownership import Ownership
 from .store import OUTBOX_COLLECTIONS, SalesStore
@@ -62,7 +63,7 @@ def _at(value: Any, event: dict[str, Any]):
 
 
 class SalesService(TeamEntrypoints, LeadEntrypoints, DealEntrypoints, ActivityEntrypoints, OrderEntrypoints,
-                   ContactReferences, Ownership, CrmService):
+                   ContactReferences, Ownership, MarketingFacts, CrmService):
     name = "sales"
     OUTBOX_COLLECTIONS = OUTBOX_COLLECTIONS
     store = MongoStore(SalesStore)

@@ -78,9 +78,12 @@ class Caller(DependencyProvider):
         self.own = access.Principal(f"service:{name}", (access.SERVICE_ROLE,), kind="service", via=name)
 
     def worker_setup(self, worker_ctx) -> None:
-        # ``worker_ctx.data``: ``context_data`` is a copy made on each read (nameko), so a
-        # key set there is lost and the timer's own RPCs would carry no principal.
-        if not isinstance(worker_ctx.entrypoint, Rpc) and access.CONTEXT_KEY not in worker_ctx.data:
+        # A timer or an event handler acts as the service, also when the event it handles
+        # carries the token of the call that published it (nameko propagates context data
+        # to events; that token may have expired by the time a queue is caught up). Into
+        # ``data``: ``context_data`` is a copy made on each read (nameko's WorkerContext);
+        # ``data`` is what the worker's outgoing calls and events carry.
+        if not isinstance(worker_ctx.entrypoint, Rpc):
             worker_ctx.data[access.CONTEXT_KEY] = self._own.token(self.own)
 
     def get_dependency(self, worker_ctx) -> CallerView:

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import eventlet
-from nameko.rpc import RpcProxy
-
-from crm_common.errors import FailedPrecondition
 from crm_common.nameko.base import rpc
 from crm_common.nameko.handlers import handles
+from crm_common.nameko.remote import call, remote
 
 from ..common import Area, contact_id
 from ..common import event_time as _at
@@ -56,9 +53,9 @@ SERVICE_DESK = ("ticket_opened", "ticket_resolved", "csat_received")
 
 
 class AudienceEntrypoints(Area):
-    contacts_rpc = RpcProxy("contacts")
-    loyalty_rpc = RpcProxy("loyalty")
-    sales_rpc = RpcProxy("sales")
+    contacts_rpc = remote("contacts", CALL_TIMEOUT_SECONDS)
+    loyalty_rpc = remote("loyalty", CALL_TIMEOUT_SECONDS)
+    sales_rpc = remote("sales", CALL_TIMEOUT_SECONDS)
 
     def _fact(self, cid: Any, change) -> None:
         self.writes().apply(contact_id(cid), change)
@@ -159,11 +156,10 @@ class AudienceEntrypoints(Area):
         return rebuild.step(req.page_token, req.size, req.reset)
 
     def _call(self, service: str, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """A producer's paging RPC, as the caller of the rebuild (its token travels with it)."""
+        """A producer's paging RPC, as the caller of the rebuild (its token travels with it);
+        Unavailable when it does not answer in time (retry the step)."""
         proxy = {"contacts": self.contacts_rpc, "loyalty": self.loyalty_rpc, "sales": self.sales_rpc}[service]
-        late = FailedPrecondition(f"{service}.{method} did not answer within {CALL_TIMEOUT_SECONDS} s; retry the step")
-        with eventlet.Timeout(CALL_TIMEOUT_SECONDS, late):
-            return getattr(proxy, method)(**kwargs)
+        return call(proxy, method, timeout=CALL_TIMEOUT_SECONDS, **kwargs)
 
     @rpc(C.RecordSurveyAnswers)
     def record_survey_answers(self, req: C.RecordSurveyAnswers):
