@@ -19,6 +19,8 @@ def _empty_to_none(value):
 def _time_zone(value: str | None) -> str | None:
     if value is None:
         return None
+    if len(value) > 64:
+        raise error("time_zone", "must be an IANA time zone such as Asia/Tehran or Europe/Berlin")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -42,8 +44,7 @@ class RecordSurveyAnswers(Command):
     preferred_channel: Annotated[Literal[CHANNELS] | None, BeforeValidator(_empty_to_none)] = None
     preferred_contact_time: Annotated[Literal[CONTACT_TIMES] | None, BeforeValidator(_empty_to_none)] = None
     values: Annotated[list[Literal[VALUES]], Field(max_length=len(VALUES)), AfterValidator(_unique)] = []
-    timezone: Annotated[str | None, BeforeValidator(_empty_to_none), AfterValidator(_time_zone),
-                        Field(max_length=64)] = None
+    timezone: Annotated[str | None, BeforeValidator(_empty_to_none), AfterValidator(_time_zone)] = None
 
 
 class RebuildAudience(Request, Page):
