@@ -21,6 +21,7 @@ What is generated, and from what:
                                    publishes, subscriptions and timeline flag
   components/mongodb/users.yaml    a MongoDB user per service, readWrite on its own database
   components/keda/*.yaml           a ScaledObject per service, one trigger per queue it consumes
+  components/network-policies/egress.yaml  a NetworkPolicy per deployable with `egress` ports
 """
 from __future__ import annotations
 
@@ -82,11 +83,31 @@ def common_settings(d: Deployable) -> dict[str, str]:
 
 
 def settings(d: Deployable) -> dict[str, str]:
+    """The ConfigMap's keys: not the settings that are credentials (the Secret's)."""
     common = common_settings(d)
     clash = sorted(set(common) & set(d.settings))
     if clash:
         raise ValueError(f"registry: {d.name}: settings {clash} are set for every {d.kind} already")
-    return {**common, **d.settings}
+    return {**common, **{k: v for k, v in d.settings.items() if k not in d.secrets}}
+
+
+def secret_env(d: Deployable) -> dict:
+    """A patch of d's Deployment reading its credential settings from <name>-credentials."""
+    ops = [{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
+            "value": {"name": key, "valueFrom": {"secretKeyRef": {"name": f"{d.name}-credentials", "key": key}}}}
+           for key in d.secrets]
+    return {"target": {"kind": "Deployment", "name": d.name},
+            "patch": _Literal(yaml.dump(ops, Dumper=_Dumper, sort_keys=False, width=1000))}
+
+
+def placeholder(d: Deployable, key: str) -> str:
+    """A dev overlay's value for a credential setting: its registry default with the
+    placeholder as the password of a URL, else the placeholder itself, long enough for a key."""
+    default = d.settings.get(key, "")
+    if "://" in default:
+        scheme, _, rest = default.partition("://")
+        return f"{scheme}://{d.name}:{PLACEHOLDER}@{rest.rpartition('@')[2]}"
+    return f"{PLACEHOLDER}-a-random-value-of-32-or-more-bytes"
 
 
 # --- RabbitMQ permissions: crm_common.broker (the local stack's users have the same) ---------
@@ -105,7 +126,12 @@ class _Dumper(yaml.SafeDumper):
         return super().increase_indent(flow, False)
 
 
+class _Literal(str):
+    """A multi-line string written as a literal block (a patch inside a kustomization)."""
+
+
 _Dumper.add_representer(_Quoted, lambda dumper, s: dumper.represent_scalar("tag:yaml.org,2002:str", s, style="'"))
+_Dumper.add_representer(_Literal, lambda dumper, s: dumper.represent_scalar("tag:yaml.org,2002:str", s, style="|"))
 
 
 def _yaml(*documents: dict, comments: list[str] | None = None) -> str:
@@ -146,12 +172,16 @@ def base(reg: Registry, template: str) -> dict[Path, str]:
         "configMapGenerator": [{"name": f"{d.name}-config",
                                 "literals": [f"{k}={v}" for k, v in settings(d).items()]}
                                for d in reg.deployables]}
+    patches = [secret_env(d) for d in reg.deployables if d.secrets]
+    if patches:
+        kustomization["patches"] = patches
     files[Path("base/deployables/kustomization.yaml")] = _file(
         "Every deployable's objects, and its ConfigMap <name>-config: the settings every\n"
         "deployable of its kind has, with their cluster values, then its own `settings` with the\n"
         "registry's defaults (what each means: the registry). The generated name carries a content\n"
         "hash, so a changed value rolls the Deployment. No credentials: each Deployment reads the\n"
-        "Secret <name>-credentials. Cluster-wide changes of a value: base/kustomization.yaml.\n",
+        "Secret <name>-credentials, also for the settings its registry entry lists as `secrets`\n"
+        "(the patches). Cluster-wide changes of a value: base/kustomization.yaml.\n",
         kustomization)
     return files
 
@@ -174,6 +204,7 @@ def overlay(reg: Registry, env: str) -> dict[Path, str]:
         credentials = [f"AMQP_URI={amqp}", f"CRM_INTERNAL_SECRET={PLACEHOLDER}-the-same-32-or-more-bytes-everywhere"]
         if d.kind == "service":
             credentials.append(f"MONGODB_URL=mongodb://{d.name}:{PLACEHOLDER}@{MONGODB_HOST}")
+        credentials += [f"{key}={placeholder(d, key)}" for key in d.secrets]
         generated.append((f"{d.name}-credentials", credentials))
         generated.append((f"{d.name}-rabbitmq-user", [f"username={d.name}", f"password={PLACEHOLDER}"]))
         if d.kind == "service":
@@ -237,6 +268,22 @@ def mongodb_users(reg: Registry) -> dict[Path, str]:
     return {Path("components/mongodb/users.yaml"): _file(intro, patch)}
 
 
+def egress_policies(reg: Registry) -> dict[Path, str]:
+    """A NetworkPolicy per deployable that connects outside the cluster (its registry
+    ``egress`` ports), on top of the component's policies for everyone."""
+    docs = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": f"{d.name}-egress"},
+             "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": d.name}}, "policyTypes": ["Egress"],
+                      "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                                  "ports": [{"port": port, "protocol": "TCP"} for port in d.egress]}]}}
+            for d in reg.deployables if d.egress]
+    notes = [f"{d.name}: {', '.join(map(str, d.egress))} (the registry's `egress`)" for d in reg.deployables if d.egress]
+    intro = ("What deployables may open outside the cluster besides RabbitMQ, MongoDB and DNS: the TCP\n"
+             "ports their registry entry lists as `egress` (a mail server, an SMS provider), to any\n"
+             "address. Narrow the ipBlock to your providers' addresses where you know them.\n")
+    body = docs or [{"apiVersion": "v1", "kind": "List", "items": []}]
+    return {Path("components/network-policies/egress.yaml"): _file(intro, *body, comments=notes)}
+
+
 def _trigger_name(queue: str, consumer: str) -> str:
     """evt-contacts-contact_created--loyalty -> evt-contacts-contact-created (unique in its ScaledObject)."""
     return queue.removesuffix(f"--{consumer}").replace("_", "-")
@@ -282,7 +329,7 @@ def generated(reg: Registry, k8s: Path = K8S) -> dict[Path, str]:
     """Path relative to the deploy/k8s tree -> content, for every generated file."""
     template = (k8s / TEMPLATE).read_text()
     return {**base(reg, template), **overlay(reg, "dev"), **overlay(reg, "prod"),
-            **rabbitmq_users(reg), **mongodb_users(reg), **keda(reg)}
+            **rabbitmq_users(reg), **mongodb_users(reg), **keda(reg), **egress_policies(reg)}
 
 
 def out_of_date(reg: Registry, k8s: Path = K8S) -> list[str]:

@@ -309,7 +309,8 @@ def network_policy_violations(objects: list[dict]) -> list[str]:
             found.append(f"{ref(deployment)}: the gateway is not reachable from outside the namespace on grpc")
         if not any("Egress" in _policy_types(p) for p in selecting):
             found.append(f"{ref(deployment)}: no NetworkPolicy restricts its egress")
-        allowed = EGRESS_ALLOWED.get(app, EGRESS_ALLOWED[None])
+        external = set(REGISTRY.deployable(app).egress) if app in DEPLOYABLES else set()   # the registry's `egress`
+        allowed = EGRESS_ALLOWED.get(app, EGRESS_ALLOWED[None]) | external
         for p in selecting:
             if "Egress" not in _policy_types(p):
                 continue
@@ -318,7 +319,8 @@ def network_policy_violations(objects: list[dict]) -> list[str]:
                 if ports is None or not set(ports) <= allowed:
                     found.append(f"{ref(deployment)}: {ref(p)} lets it connect to "
                                  f"{'every port' if ports is None else ports}")
-                elif not set(ports) <= {53, "dns", "dns-tcp"} and any("ipBlock" in peer for peer in rule.get("to") or [{}]):
+                elif not set(ports) <= {53, "dns", "dns-tcp"} | external and \
+                        any("ipBlock" in peer for peer in rule.get("to") or [{}]):
                     found.append(f"{ref(deployment)}: {ref(p)} lets it reach {ports} on any address, not just in-cluster")
     return found
 

@@ -76,17 +76,19 @@ CLUSTER_VALUES = {"GATEWAY_GRACE", "AUTH_JWKS_FILE", "AUTH_API_KEYS_FILE"}
 
 def test_each_configmap_holds_the_common_settings_and_the_registry_settings(base):
     """Every key of a deployable's ConfigMap is a setting the process reads: what every
-    deployable of its kind gets, and the registry's `settings` (their defaults as values)."""
+    deployable of its kind gets, and the registry's `settings` (their defaults as values),
+    but not those the registry lists as `secrets` (they are the Secret's)."""
     maps = {c["metadata"]["name"].rsplit("-", 1)[0]: c.get("data") or {} for c in of_kind(base, "ConfigMap")}
     for d in REGISTRY.deployables:
         data = maps[f"{d.name}-config"]
-        for key, default in d.settings.items():
+        settings = {k: v for k, v in d.settings.items() if k not in d.secrets}
+        for key, default in settings.items():
             if d.kind == "gateway" and key in CLUSTER_VALUES:
                 continue   # set for the cluster in base/kustomization.yaml
             assert data.get(key) == default, f"{d.name}-config {key}={data.get(key)!r}, the registry says {default!r}"
         common = {"METRICS_ADDR", "METRICS_PORT", "LOG_LEVEL"} | ({"GATEWAY_ADDR"} if d.kind == "gateway" else
                                                  {"MONGODB_DATABASE", "MAX_WORKERS", "HANDLED_EVENTS_RETENTION_DAYS"})
-        assert set(data) == common | set(d.settings), f"{d.name}-config: {sorted(set(data) ^ (common | set(d.settings)))}"
+        assert set(data) == common | set(settings), f"{d.name}-config: {sorted(set(data) ^ (common | set(settings)))}"
         if d.kind == "service":
             assert data["MONGODB_DATABASE"] == d.database
 
@@ -101,5 +103,5 @@ def test_every_deployment_reads_its_own_configmap_and_credentials(objects):
             assert secrets == {f"{name}-credentials"}
             keys = {e["name"] for e in container.get("env") or [] if "valueFrom" in e}
             wanted = {"AMQP_URI", "CRM_INTERNAL_SECRET"} | ({"MONGODB_URL"} if REGISTRY.deployable(name).kind == "service"
-                                                           else set())
+                                                           else set()) | set(REGISTRY.deployable(name).secrets)
             assert keys == wanted, f"{name} reads {sorted(keys)} from its Secret"

@@ -98,6 +98,8 @@ class Deployable:
     subscribes: tuple[Subscription, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
     permissions: dict[str, str] = field(default_factory=dict)   # RPC method -> permission
+    secrets: tuple[str, ...] = ()  # settings that hold credentials: a Secret in a cluster, not the ConfigMap
+    egress: tuple[int, ...] = ()   # TCP ports it opens to servers outside the cluster (a mail server ...)
     replicas: tuple[int, int] = (2, 6)
     grpc_port: int = 0             # gateway only
     origin: str = ""               # the declared name, when a test renamed it (Registry.renamed)
@@ -161,7 +163,7 @@ class Registry:
 
 def _deployable(name: str, kind: str, raw: dict) -> Deployable:
     known = {"module", "package", "path", "metrics_port", "grpc", "publishes", "timeline", "subscribes",
-             "settings", "permissions", "replicas", "grpc_port"}
+             "settings", "permissions", "secrets", "egress", "replicas", "grpc_port"}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"registry: {name}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -170,6 +172,13 @@ def _deployable(name: str, kind: str, raw: dict) -> Deployable:
     if kind == "service" and ":" not in raw.get("module", ""):
         raise ValueError(f"registry: {name}: module must be 'package.module:Class'")
     lo, hi = raw.get("replicas", (2, 6))
+    secrets = tuple(raw.get("secrets", ()))
+    unknown_secrets = [k for k in secrets if k not in (raw.get("settings") or {})]
+    if unknown_secrets:
+        raise ValueError(f"registry: {name}: secrets {unknown_secrets} are not among its settings")
+    egress = tuple(int(p) for p in raw.get("egress", ()))
+    if any(not 0 < p < 65536 for p in egress):
+        raise ValueError(f"registry: {name}: egress ports must be 1-65535: {egress}")
     return Deployable(
         name=name, kind=kind, package=raw["package"], path=raw["path"],
         metrics_port=int(raw["metrics_port"]), grpc=tuple(raw.get("grpc", ())),
@@ -178,7 +187,7 @@ def _deployable(name: str, kind: str, raw: dict) -> Deployable:
         subscribes=tuple(Subscription.parse(s) for s in raw.get("subscribes", ())),
         settings={k: str(v) for k, v in (raw.get("settings") or {}).items()},
         permissions={k: str(v) for k, v in (raw.get("permissions") or {}).items()},
-        replicas=(int(lo), int(hi)), grpc_port=int(raw.get("grpc_port", 0)))
+        secrets=secrets, egress=egress, replicas=(int(lo), int(hi)), grpc_port=int(raw.get("grpc_port", 0)))
 
 
 def parse(text: str, path: Path = DEFAULT_PATH) -> Registry:
