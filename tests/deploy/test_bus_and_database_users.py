@@ -16,12 +16,17 @@ OPS = ("configure", "write", "read")
 REPLY_QUEUE = f"rpc.reply-{REGISTRY.gateway.name}-0a1b2c3d"
 
 
+def reply_queue(service: str) -> str:
+    """The reply queue of a service's calls to others (nameko: rpc.reply-<service>-<uuid4>)."""
+    return f"rpc.reply-{service}-8c9d2f6e-1b2a-4c3d-9e8f-0a1b2c3d4e5f"
+
+
 def bus_names() -> set[str]:
     """Every exchange and queue on the bus, and the event queues each service could have
     (any published event type, consumed by any service), subscribed or not."""
     names = {registry.RPC_EXCHANGE, registry.TIMELINE_EXCHANGE, REPLY_QUEUE}
     for s in REGISTRY.services:
-        names |= {registry.events_exchange(s.name), *s.queues, registry.timeline_queue(s.name)}
+        names |= {registry.events_exchange(s.name), *s.queues, registry.timeline_queue(s.name), reply_queue(s.name)}
         for source in REGISTRY.services:
             names |= {registry.event_queue(source.name, t, s.name) for t in source.publishes}
     return names
@@ -34,7 +39,7 @@ def expected(op: str, d: registry.Deployable, name: str) -> bool:
     if d.kind == "gateway":
         return name in (registry.RPC_EXCHANGE, REPLY_QUEUE)
     subscribed = {sub.exchange() for sub in d.subscribes}
-    if name in d.queues or name == registry.RPC_EXCHANGE:
+    if name in d.queues or name in (registry.RPC_EXCHANGE, reply_queue(d.name)):
         return True
     if name == registry.events_exchange(d.name):   # its own; read too when it consumes its own facts
         return op in ("configure", "write") or (op == "read" and name in subscribed)
