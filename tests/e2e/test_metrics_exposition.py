@@ -36,6 +36,7 @@ UNREACHED_VALUES = {
     ("outcome", "error"): "an RPC that crashed", ("outcome", "internal"): "an RPC that crashed",
     ("outcome", "parked"): "a delivery that failed every retry", ("outcome", "malformed"): "a delivery without an id",
     ("event", "points_expired"): "points older than LOYALTY_POINTS_TTL_DAYS",
+    ("outcome", "deferred"): "an SMS in quiet hours (MARKETING_QUIET_HOURS: the time of day decides)",
 }
 _ALTERNATION = re.compile(r"[\w.:-]+(?:\|[\w.:-]+)+")
 
@@ -137,9 +138,46 @@ def missing_series(texts: dict[str, str], uses=None) -> list[str]:
     return missing
 
 
+def exercise_marketing(stack, channel) -> None:
+    """A segment filled, an email campaign sent to a consenting contact (who unsubscribes), to one
+    without consent (skipped), to an address the mail sink bounces and to one it keeps
+    deferring (failed after the retries)."""
+    import sys
+    from crm.v1 import marketing_pb2, marketing_pb2_grpc
+    sys.path.insert(0, str(monitoring_check.ROOT / "scripts"))
+    from mail_sink import Mailbox
+
+    contacts, _ = stubs(channel)
+    marketing = marketing_pb2_grpc.MarketingServiceStub(channel)
+    tag = uuid.uuid4().hex[:8]
+    people = []
+    for name, address, consent in (("ok", f"ok.{tag}@example.org", True), ("no", f"no.{tag}@example.org", False),
+                                   ("bounce", f"b.{tag}@bounce.test", True), ("defer", f"d.{tag}@defer.test", True)):
+        contact = contacts_pb2.Contact(given_name=name, emails=[contacts_pb2.Email(address=address)])
+        contact.consents["email"].CopyFrom(contacts_pb2.Consent(granted=consent, source="metrics"))
+        people.append(contacts.CreateContact(contacts_pb2.CreateContactRequest(contact=contact), timeout=10))
+    for person in people:
+        wait_for(lambda: marketing.GetAudienceProfile(marketing_pb2.GetAudienceProfileRequest(
+            contact_id=person.id), timeout=10).known)
+    seg = marketing.CreateSegment(marketing_pb2.CreateSegmentRequest(name=f"metrics {tag}", kind="static"), timeout=10)
+    everyone = marketing_pb2.CreateSegmentRequest(name=f"metrics all {tag}", kind="dynamic")
+    everyone.rule.update({"field": "has_email", "op": "is", "value": True})
+    marketing.CreateSegment(everyone, timeout=10)     # filled in the background: its size gauge
+    marketing.AddSegmentMembers(marketing_pb2.AddSegmentMembersRequest(segment_id=seg.id,
+                                                                       contact_ids=[p.id for p in people]), timeout=10)
+    cmp = marketing.CreateCampaign(marketing_pb2.CreateCampaignRequest(
+        name=f"metrics {tag}", channel="email", include_segment_ids=[seg.id],
+        email=marketing_pb2.EmailContent(subject="Hi", body_text="Hello")), timeout=10)
+    marketing.SendCampaign(marketing_pb2.SendCampaignRequest(campaign_id=cmp.id), timeout=10)
+    mail = wait_for(lambda: [m for m in Mailbox(stack.mailbox).emails() if m["campaign_id"] == cmp.id], 30)[0]
+    unsubscribe = re.search(r"/t/u/(\S+)", Mailbox.text(mail["message"])).group(1)
+    marketing.TrackEngagement(marketing_pb2.TrackEngagementRequest(token=unsubscribe), timeout=10)
+
+
 @pytest.fixture(scope="module")
 def expositions(stack, channel) -> dict[str, str]:
     exercise(channel)
+    exercise_marketing(stack, channel)
     texts: dict[str, str] = {}
     deadline = time.monotonic() + 20   # event handlers and gauge timers run after the calls return
     while True:

@@ -3,6 +3,7 @@ timers that do the sending on whichever replicas run (campaigns.sending)."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from nameko.timer import timer
@@ -24,11 +25,13 @@ from .views import campaign_view, dry_run_entry_view, message_view
 
 log = logging.getLogger(__name__)
 
-CAMPAIGN_MESSAGES = Gauge("crm_marketing_campaign_messages", "Messages of running campaigns by status",
+CAMPAIGN_MESSAGES = Gauge("crm_marketing_campaign_messages",
+                          "Messages of running campaigns (and of those that ended in the last day) by status",
                           ["campaign", "status"])
 SCHEDULE_INTERVAL_SECONDS = 1
 DELIVER_INTERVAL_SECONDS = 1
 GAUGE_INTERVAL_SECONDS = 15
+GAUGE_KEEPS_ENDED = timedelta(days=1)
 AUDITED = ("name", "channel", "state", "email", "sms", "defaults", "include_segment_ids", "exclude_segment_ids",
            "schedule_at", "budget", "cost_per_message")
 
@@ -183,8 +186,13 @@ class CampaignEntrypoints(Area):
 
     @timer(interval=GAUGE_INTERVAL_SECONDS, eager=True)
     def campaign_gauges(self):
+        """Running campaigns, and those that ended in the last day (their final figures)."""
         CAMPAIGN_MESSAGES.clear()
-        for doc in self.store.campaigns.campaigns.find({"state": D.RUNNING}, {"name": 1, "recipients": 1}):
+        since = clock.now() - GAUGE_KEEPS_ENDED
+        for doc in self.store.campaigns.campaigns.find({"state": {"$in": [D.RUNNING, D.COMPLETED, D.CANCELLED]}},
+                                                       {"name": 1, "recipients": 1, "state": 1, "completed_at": 1}):
+            if doc["state"] != D.RUNNING and (doc.get("completed_at") or since) < since:
+                continue
             totals, _ = self.store.campaigns.batch_counts(doc["_id"])
             p = progress_of(doc, totals)
             for status in ("queued", "deferred", "sent", "failed", "bounced", "skipped"):

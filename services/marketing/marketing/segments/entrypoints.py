@@ -167,6 +167,8 @@ class SegmentEntrypoints(Area):
                 return
             members, fixed = filling.fill(self.store.segments, self.store.audience, self.writes(), doc, self.owner)
             log.info("segment %s filled: %d members, %d memberships corrected", doc["_id"], members, fixed)
+            if doc.get("state") == ACTIVE:
+                SEGMENT_MEMBERS.labels(doc["name"], doc["kind"]).set(members)
 
     @timer(interval=RECHECK_INTERVAL_SECONDS)
     def recheck_segments(self):
