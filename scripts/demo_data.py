@@ -16,6 +16,7 @@ import grpc
 from crm_gateway import client, devauth
 from crm.v1 import common_pb2, contacts_pb2, contacts_pb2_grpc, loyalty_pb2, loyalty_pb2_grpc
 
+import demo_marketing
 import demo_sales
 import demo_service_desk
 
@@ -105,6 +106,8 @@ def main() -> int:
         print(f"demo data: {created} customers created, {existing} already there")
         print(demo_sales.load(plain, lambda subject, roles, team: devauth.init().mint(subject, roles, team)))
         print(demo_service_desk.load(client.authorized(plain, devauth.init().mint("demo-loader", ["support_lead"]))))
+        print(demo_marketing.load(plain, lambda subject, roles, team: devauth.init().mint(subject, roles, team),
+                                  demo_marketing.MAILBOX))
     return 0
 
 

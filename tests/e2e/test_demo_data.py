@@ -1,0 +1,34 @@
+"""`make demo`'s loader against the private stack: it loads (customers, loyalty, sales,
+marketing), tells the marketing story (segments by value and expectation, a campaign sent,
+opened and clicked), and a second run changes nothing."""
+from __future__ import annotations
+
+import pytest
+
+from crm.v1 import marketing_pb2, marketing_pb2_grpc
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_demo_loads_once_with_its_segments_and_a_campaign_opened_and_clicked(stack, channel, monkeypatch,
+                                                                                capsys):
+    import demo_data
+    import demo_marketing
+
+    monkeypatch.setattr(demo_data, "GATEWAY", stack.gateway_addr)
+    monkeypatch.setattr(demo_data.devauth, "init", lambda *args, **kwargs: stack.auth)
+    monkeypatch.setattr(demo_marketing, "MAILBOX", stack.mailbox)
+    assert demo_data.main() == 0
+    marketing = marketing_pb2_grpc.MarketingServiceStub(channel)
+    names = {s.name for s in marketing.ListSegments(marketing_pb2.ListSegmentsRequest(page_size=500),
+                                                    timeout=10).segments}
+    assert {"Gold customers who prefer SMS", "Lapsed high-value customers", "Newsletter readers"} <= names
+    [campaign] = [c for c in marketing.ListCampaigns(marketing_pb2.ListCampaignsRequest(page_size=500),
+                                                     timeout=10).campaigns if c.name == demo_marketing.CAMPAIGN]
+    assert campaign.state == "completed"
+    messages = marketing.ListCampaignMessages(marketing_pb2.ListCampaignMessagesRequest(
+        campaign_id=campaign.id, status="sent", page_size=500), timeout=10).messages
+    assert messages and any(m.opened_at.seconds for m in messages) and any(m.clicked_links for m in messages)
+    capsys.readouterr()
+    assert demo_data.main() == 0
+    assert "marketing demo: already loaded" in capsys.readouterr().out
