@@ -21,12 +21,13 @@ def _auth() -> devauth.DevAuth:
     return devauth.init(os.environ.get(AUTH_DIR) or ROOT / "var" / "auth")
 
 
-def token() -> str:
-    return _auth().mint(SUBJECT, ROLES)
+def token(*roles: str) -> str:
+    """The benchmark's token: an integration's, or of ``roles`` (a marketer defines campaigns)."""
+    return _auth().mint(SUBJECT, roles or ROLES)
 
 
-def channel(addr: str) -> grpc.Channel:
-    return client.authorized(grpc.insecure_channel(addr), token())
+def channel(addr: str, *roles: str) -> grpc.Channel:
+    return client.authorized(grpc.insecure_channel(addr), token(*roles))
 
 
 def aio_channel(addr: str) -> grpc.aio.Channel:

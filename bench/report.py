@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import marketing
+
 READ_TARGET, WRITE_TARGET, P99_TARGET_MS = 0.80, 0.60, 50.0
 LAG_TARGET_MS, LAG_RATE_TARGET, PEER_TARGET = 250.0, 500.0, 1.5
 RACE_TARGET_S = 5.0   # issue 9: 1,000 racing redemptions of 300 points at 64 in flight
@@ -101,6 +103,7 @@ def evaluate(results: dict) -> list[dict]:
         out.append({"target": f"get contact through the gateway >= {PEER_TARGET}x ClusterRpcProxy at {top} in flight",
                     "value": None if ratio is None else f"{ratio:.2f}x",
                     "met": ratio is not None and ratio >= PEER_TARGET})
+    out += marketing.targets(results.get("marketing") or {})
     return out
 
 
@@ -122,6 +125,8 @@ def render_text(results: dict) -> str:
         parts.append(text_table(*database_table(results["database"])))
     if results.get("sla_timer"):
         parts.append(service_desk_line(results["sla_timer"]))
+    if results.get("marketing"):
+        parts.append("\n".join(marketing.lines(results["marketing"])))
     if results.get("failures"):
         parts.append("\n".join(f"FAILED  {f['group']}: {f['error']}" for f in results["failures"]))
     if results.get("targets"):
@@ -159,6 +164,8 @@ def render_markdown(results: dict) -> str:
         lines += [f"The database alone ({d['server']}; median ms of each lookup, per collection size):", "",
                   md_table(*database_table(d)), "",
                   *(f"- {label}: {value}" for label, value in d.get("concurrency", {}).items()), ""]
+    if results.get("marketing"):
+        lines += ["Marketing:", "", *(f"- {line.strip()}" for line in marketing.lines(results["marketing"])), ""]
     if results.get("failures"):
         lines += ["Failed groups (their rows are missing):", "",
                   *(f"- {f['group']}: `{f['error']}`" for f in results["failures"]), ""]

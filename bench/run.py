@@ -27,10 +27,11 @@ import pymongo
 
 from crm_common import config, registry
 
-from . import credentials, database, floors, load, paths, pipeline, procs, race, report, sales, service_desk
+from . import (credentials, database, floors, load, marketing, paths, pipeline, procs, race, report, sales,
+               service_desk)
 from .cpu import find_pid, settle
 
-GROUPS = ("floor", "product", "race", "peer", "pipeline", "sales", "service_desk", "database")
+GROUPS = ("floor", "product", "race", "peer", "pipeline", "sales", "service_desk", "database", "marketing")
 PACED_SHARE = 0.7   # the sustainable pass runs at this share of the enrolment rate the first pass reached
 
 
@@ -46,6 +47,7 @@ class Config:
     settle: float = 15.0   # at most this long before each run for the stack to go quiet
     db_sizes: tuple[int, ...] = database.SIZES   # documents the database group measures at
     sla_tickets: int = 10_000                    # open tickets the service desk's SLA timer runs among
+    marketing_n: int = 100_000     # contacts of the segment evaluation and recipients of the campaign
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Target:
     pids: dict[str, int] = field(default_factory=dict)
     mongodb_url: str = ""
     databases: dict[str, str] = field(default_factory=dict)   # service -> database
+    mailbox: Path = procs.ROOT / "var" / "mail"               # what the stack's mail sink received
 
     @classmethod
     def of(cls, stack) -> "Target":
@@ -68,7 +71,7 @@ class Target:
         databases = {s: f"{stack.database_prefix}{s}" if stack.database_prefix else config.database_name(s)
                      for s in services}
         return cls(stack.gateway_addr, stack.amqp_uri, {k: v for k, v in pids.items() if v},
-                   stack.mongodb_url, databases)
+                   stack.mongodb_url, databases, stack.mailbox)
 
     def data_sizes(self) -> dict[str, int]:
         """Documents per collection: on FerretDB most queries scan, so figures depend on these."""
@@ -216,6 +219,21 @@ class Run:
             self.target.amqp_uri, self.target.mongodb_url, self.target.databases.get("service-desk", ""), self.say,
             open_tickets=self.cfg.sla_tickets, due=min(300, max(self.cfg.sla_tickets // 20, 10)))
         self.say(f"  {service_desk.summary_line(r)}")
+
+    def marketing(self) -> None:
+        n, top = self.cfg.marketing_n, max(self.cfg.in_flight)
+        self.say(f"marketing: a segment over {n:,} contacts, a campaign to {n:,}, event -> membership lag")
+        m = self.results["marketing"] = {"evaluation": marketing.evaluation(self.target.mongodb_url, n, self.say)}
+        self.settle()
+        m["campaign"] = marketing.campaign(self.target.gateway_addr, self.target.mongodb_url,
+                                           self.target.databases["marketing"], self.target.mailbox, n, self.watched,
+                                           self.say, window_s=max(3 * self.cfg.duration, 3))
+        m["lag"] = []
+        for rate in (None, 100.0):
+            self.settle()
+            m["lag"].append(marketing.membership_lag(self.target.gateway_addr, self.target.amqp_uri,
+                                                     self.cfg.pipeline_n, rate, top, self.watched))
+            self.say(f"  {marketing.lines({'lag': m['lag'][-1:]})[0]}")
 
     def database(self) -> None:
         self.say("database alone: lookups and guarded writes, concurrency (a private throw-away database)")

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def test_every_scenario_reports_figures_without_errors(stack, tmp_path):
     cfg = Config(duration=1, warmup=0, in_flight=(4,), pipeline_n=12, seed_count=4, settle=0, db_sizes=(300, 1000),
-                 sla_tickets=400)
+                 sla_tickets=400, marketing_n=500)
     results = run_all(Target.of(stack), cfg, say=lambda _: None)
     assert results["failures"] == []
 
@@ -45,6 +45,10 @@ def test_every_scenario_reports_figures_without_errors(stack, tmp_path):
     db = results["database"]
     assert set(db["sizes"]) == {"300", "1000"} and db["concurrency"]["20 x 30 $inc: kept of 600"] == 600
     assert all(f["median_ms"] > 0 for size in db["sizes"].values() for k, f in size.items() if k != "insert_per_s")
+
+    m = results["marketing"]
+    assert all(r["median_s"] > 0 for r in m["evaluation"]["rules"].values()) and m["campaign"]["queue_s"] > 0
+    assert m["campaign"]["sink_received"] > 0 and all(p["heard"] == 12 and p["errors"] == 0 for p in m["lag"])
 
     report.write(results, tmp_path)
     assert "full hop" in (tmp_path / "latest.md").read_text()

@@ -45,6 +45,7 @@ QUEUE_LEASE = timedelta(minutes=5)
 BATCH_LEASE = timedelta(minutes=5)
 TICK_SECONDS = 20.0          # a delivery tick returns after this long (nameko waits for it on stop)
 INSERT_CHUNK = 1000
+PROGRESS_EVERY = 25          # messages of a batch between two progress writes
 
 
 def message_id(campaign_id: str, contact_id: str) -> str:
@@ -139,16 +140,15 @@ class Sending:
         caps = self.campaigns.sends_of(live) if self.settings.cap_messages else {}
         due_next: datetime | None = None
         with self._session(campaign["channel"]) as session:
-            for m in messages:
+            for done, m in enumerate(messages, 1):
                 if m["status"] in D.FINAL:
                     continue
                 later = self._one(campaign, m, states.get(m["contact_id"]) or {}, caps, session)
                 if later is not None:
                     due_next = later if due_next is None else min(due_next, later)
-        counts: dict[str, Any] = {}
-        for m in messages:
-            _count(counts, m)
-        self.campaigns.finish_batch(batch, self.owner, counts, due_next)
+                if done % PROGRESS_EVERY == 0:    # progress is readable while a batch runs
+                    batch = self.campaigns.batch_progress(batch, self.owner, _counts(messages))
+        self.campaigns.finish_batch(batch, self.owner, _counts(messages), due_next)
         if due_next is None:
             self.complete_if_done(campaign["_id"])
 
@@ -309,6 +309,13 @@ class Sending:
         except VersionConflict:
             return    # another worker finished it, or it changed: the next batch or tick decides
         self.outbox.publish(self.campaigns.campaigns, campaign_id, staged)
+
+
+def _counts(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    counts: dict[str, Any] = {}
+    for m in messages:
+        _count(counts, m)
+    return counts
 
 
 def _count(counts: dict[str, Any], m: dict[str, Any]) -> None:

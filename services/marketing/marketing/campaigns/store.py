@@ -143,6 +143,12 @@ class CampaignStore:
     def batch_messages(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         return list(self.messages.find({"_id": {"$in": batch["messages"]}}))
 
+    def batch_progress(self, batch: dict[str, Any], owner: str, counts: dict[str, Any]) -> dict[str, Any]:
+        """The batch's counts so far (it stays leased); returns the batch as it now stands."""
+        self.batches.update_one({"_id": batch["_id"], "owner": owner},
+                                updates.update({"counts": batch.get("counts") or {}}, {"counts": counts}))
+        return {**batch, "counts": counts}
+
     def finish_batch(self, batch: dict[str, Any], owner: str, counts: dict[str, Any], due_at: datetime | None) -> None:
         """The batch's counts; done (``due_at`` None) or back in the queue for its deferred messages."""
         update = updates.update({"counts": batch.get("counts") or {}}, {"counts": counts}, **{
