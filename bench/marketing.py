@@ -200,16 +200,18 @@ def _forget(db, seg_id: str, contact_ids: list[str]) -> None:
 
     for cmp in db["campaigns"].find({"include": seg_id}, {"_id": 1}):
         db["campaigns"].update_one({"_id": cmp["_id"]}, {"$set": {"state": "cancelled", "due_at": None}})
-        db["batches"].delete_many({"campaign_id": cmp["_id"]})
-        db["messages"].delete_many({"campaign_id": cmp["_id"]})
+        for collection in ("batches", "messages"):   # by id, in chunks (FerretDB: one SQL variable per row)
+            ids = [d["_id"] for d in db[collection].find({"campaign_id": cmp["_id"]}, {"_id": 1})]
+            for start in range(0, len(ids), 500):
+                db[collection].delete_many({"_id": {"$in": ids[start:start + 500]}})
         db["campaigns"].delete_one({"_id": cmp["_id"]})
     by_page: dict[str, dict[str, str]] = defaultdict(dict)
     for cid in contact_ids:
         by_page[page_of(cid)].update({f"e.{cid}": "", f"ev.{cid}": ""})
     for page, unset in by_page.items():
         db["audience_pages"].update_one({"_id": page}, {"$unset": unset})
-    for start in range(0, len(contact_ids), 5000):
-        chunk = contact_ids[start:start + 5000]
+    for start in range(0, len(contact_ids), 500):
+        chunk = contact_ids[start:start + 500]
         db["audience"].delete_many({"_id": {"$in": chunk}})
         db["contact_sends"].delete_many({"_id": {"$in": chunk}})
     db["segments"].delete_one({"_id": seg_id})

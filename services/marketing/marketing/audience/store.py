@@ -28,12 +28,12 @@ they become field names here.
 """
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterator
 
+import orjson
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -72,8 +72,14 @@ def state_of(doc: dict[str, Any] | None) -> dict[str, Any]:
     return {k: doc[k] for k in PARTS if doc and doc.get(k) is not None}
 
 
+_EMPTY = (None, False, 0, "", [], {})
+
+
 def encode_entry(facts: dict[str, Any], segments: list[str]) -> str:
-    return json.dumps({"f": facts, "s": segments}, separators=(",", ":"), ensure_ascii=False)
+    """A page entry: facts without their empty values (a rule reads a missing key as none,
+    zero or empty), so a full evaluation reads and parses about half as much."""
+    compact = {k: v for k, v in facts.items() if not any(v is e or v == e and type(v) is type(e) for e in _EMPTY)}
+    return orjson.dumps({"f": compact, "s": segments}).decode()
 
 
 class AudienceStore:
@@ -159,7 +165,7 @@ class AudienceStore:
         for page in self.pages.find(query, batch_size=64).sort("_id", 1):
             versions = page.get("ev") or {}
             for cid in sorted(page.get("e") or {}):
-                entry = json.loads(page["e"][cid])
+                entry = orjson.loads(page["e"][cid])
                 yield Entry(page["_id"], cid, versions.get(cid, 0), entry["f"], entry["s"])
 
     def scan_from(self, after: tuple[str, str] | None, chunk: int = 32) -> Iterator["Entry"]:
