@@ -6,9 +6,9 @@
   the "marketing" channel, a new lead or a touch merged into the open one like any
   capture, with what they did in its notes.
 
-Counting a fact is not idempotent by construction, so these handlers keep handled-event
-markers (a redelivery is dropped); a capture carries an idempotency key derived from the
-event besides.
+Idempotent by construction: a lead's history names the event that told each fact (two
+deliveries racing each other count once), and a capture carries an idempotency key
+derived from the event.
 """
 from __future__ import annotations
 
@@ -34,20 +34,21 @@ def _notes(history: list[dict[str, Any]]) -> str:
 class MarketingFacts:
     """Handlers of marketing's facts about people (a part of SalesService)."""
 
-    @handles(MARKETING, "message_opened")
+    @handles(MARKETING, "message_opened", idempotent=True)
     def on_message_opened(self, event):
-        self._engaged(event["data"], "message_opened")
+        self._engaged(event, "message_opened")
 
-    @handles(MARKETING, "message_clicked")
+    @handles(MARKETING, "message_clicked", idempotent=True)
     def on_message_clicked(self, event):
-        self._engaged(event["data"], "message_clicked")
+        self._engaged(event, "message_clicked")
 
-    def _engaged(self, data: dict[str, Any], kind: str) -> None:
+    def _engaged(self, event: dict[str, Any], kind: str) -> None:
+        data = event["data"]
         contact_id = _ID.validate_python(data["contact_id"])
         detail = data.get("link") or data.get("campaign_name") or data.get("campaign_id")
-        self._facts_about_contact(contact_id, kind, clock.from_iso(data["at"]), detail, MARKETING)
+        self._facts_about_contact(contact_id, kind, clock.from_iso(data["at"]), detail, MARKETING, event["event_id"])
 
-    @handles(MARKETING, "lead_qualified")
+    @handles(MARKETING, "lead_qualified", idempotent=True)
     def on_lead_qualified(self, event):
         data = event["data"]
         if not (data.get("email") or data.get("phone")):
