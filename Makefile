@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY := .venv/bin/python
 
 .PHONY: help install deps infra-install proto up down status demo test fuzz test-unit test-integration test-e2e k8s-check \
-        k8s-generate new-service docs images token grpcurl bench logs mail clean
+        k8s-generate new-service docs images token grpcurl bench logs mail marketing-rebuild clean
 
 help: ## list the workflows
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -102,6 +102,10 @@ logs: ## follow the logs of the local stack
 
 mail: ## what the local mail sink received (the emails marketing sent; N=<n> shows one, SMS=1 the text messages)
 	@$(PY) scripts/mail_sink.py $(if $(N),show $(N),list) $(if $(SMS),--sms)
+
+marketing-rebuild: ## rebuild marketing's audience from the producers' records (RESET=1: from scratch; README "Marketing")
+	@CRM_INTERNAL_SECRET=$$($(PY) -c 'from crm_gateway import devauth; print(devauth.init().secret)') \
+		$(PY) -m marketing.audience.rebuild_cli $(if $(RESET),--reset)
 
 clean: down ## stop everything and delete local data (var/)
 	rm -rf var

@@ -15,8 +15,9 @@ import pytest
 from crm_common import clock
 from crm_common.errors import FailedPrecondition, InvalidArgument
 from marketing.service import MarketingService
-from support.marketing import (SEEN, contact, contact_created, consent_changed, fact, heard, listener_class,
-                               new_id, order_paid, order_refunded, tier_changed)
+from support.marketing import (SEEN, contact, contact_created, consent_changed, csat_received, fact, heard,
+                               listener_class, new_id, order_paid, order_refunded, ticket_opened,
+                               ticket_status_changed, tier_changed)
 from support.waiting import wait_for
 
 GOLD_BUYERS = {"all": [{"field": "tier", "op": "gte", "value": "gold"},
@@ -217,15 +218,35 @@ def test_stopped_while_facts_change_then_started_the_audience_catches_up(marketi
     assert svc.get_audience_profile(contact_id=leaves)["value"]["tier"] == "silver"
 
 
+def test_membership_follows_the_service_desk_open_resolved_reopened_and_satisfaction(marketing):
+    cfg, svc, send, db, _ = marketing()
+    seg = filled(svc, segment(svc, "Waiting on support", {"field": "open_tickets", "op": "gte", "value": 1}))
+    cid, ticket = new_id(), new_id("tkt")
+    send(contact_created(contact(cid)))
+    send(ticket_opened(cid, ticket))
+    wait_for(lambda: heard("segment_entered", contact_id=cid, segment_id=seg["id"]), 15)
+    send(ticket_status_changed(cid, ticket, "open", "resolved"))
+    wait_for(lambda: heard("segment_left", contact_id=cid, segment_id=seg["id"]), 15)
+    send(ticket_status_changed(cid, ticket, "resolved", "open"))           # the customer replied: reopened
+    wait_for(lambda: len(heard("segment_entered", contact_id=cid, segment_id=seg["id"])) == 2, 15)
+    send(csat_received(cid, ticket, 2))
+    profile = known(svc, cid, csat=lambda p: p["service"]["last_csat"] == 2)
+    assert profile["service"]["open_tickets"] == 1 and members(svc, seg) == {cid}
+
+
 def test_the_audience_is_rebuilt_from_the_producers_records(marketing, make_config, start_service, rpc):
     from contacts.service import ContactsService
     from loyalty.service import LoyaltyService
+    from sales.service import SalesService
+    from service_desk.service import ServiceDeskService
 
     cfg, svc, send, db, _ = marketing()
-    contacts_cfg, loyalty_cfg = make_config("contacts"), make_config("loyalty")
-    start_service(ContactsService, contacts_cfg)
-    start_service(LoyaltyService, loyalty_cfg)
-    contacts, loyalty = rpc(contacts_cfg).contacts, rpc(loyalty_cfg).loyalty
+    made_cfg = {name: make_config(name) for name in ("contacts", "loyalty", "sales", "service-desk")}
+    for cls, name in ((ContactsService, "contacts"), (LoyaltyService, "loyalty"), (SalesService, "sales"),
+                      (ServiceDeskService, "service-desk")):
+        start_service(cls, made_cfg[name])
+    contacts, loyalty = rpc(made_cfg["contacts"]).contacts, rpc(made_cfg["loyalty"]).loyalty
+    sales, desk = rpc(made_cfg["sales"]).sales, rpc(made_cfg["service-desk"])["service-desk"]
     made = contacts.create_contact(contact={"given_name": "Reza", "family_name": new_id("n"),
                                             "emails": [{"address": f"{new_id('r')}@example.org"}],
                                             "consents": {"email": {"granted": True, "source": "test"}}},
@@ -233,6 +254,15 @@ def test_the_audience_is_rebuilt_from_the_producers_records(marketing, make_conf
     loyalty.enroll(contact_id=made["id"], idempotency_key=None)
     loyalty.earn_points(contact_id=made["id"], source="pos", source_ref=new_id("o"),
                         amount={"amount_minor": 600_000, "currency": "EUR"}, idempotency_key=None)
+    placed = sales.place_order(contact_id=made["id"], external_ref=new_id("web"), channel="web", currency="EUR",
+                               lines=[{"sku": "TEA-1", "name": "Green tea", "quantity": 2,
+                                       "unit_price": {"amount_minor": 1_250, "currency": "EUR"}}])
+    sales.pay_order(order_id=placed["id"], payment_ref=new_id("psp"))
+    desk.open_ticket(contact_id=made["id"], subject="Where is my tea?", description="Late.", category="late_delivery",
+                     priority="normal", channel="email", order_ref=placed["id"])
+    # the events built it: a gold member who spent 25 EUR and has a ticket open
+    known(svc, made["id"], value=lambda p: (p["value"]["tier"], p["value"]["order_count"]) == ("gold", 1),
+          tickets=lambda p: p["service"]["open_tickets"] == 1)
     seg = filled(svc, segment(svc, "Gold", {"field": "tier", "op": "gte", "value": "gold"}))
     lst = segment(svc, "List", kind="static")
     svc.add_segment_members(segment_id=lst["id"], contact_ids=[made["id"]], idempotency_key=None)
@@ -245,9 +275,10 @@ def test_the_audience_is_rebuilt_from_the_producers_records(marketing, make_conf
         done = svc.rebuild_audience(reset=True, page_size=50, page_token=token)
         steps[done["step"]] = steps.get(done["step"], 0) + done["applied"]
         token = done["next_page_token"]
-    assert done["done"] and steps["contacts"] >= 1 and steps["loyalty"] >= 1 and steps["lists"] >= 1
+    assert done["done"] and all(steps[step] >= 1 for step in ("contacts", "loyalty", "sales", "tickets", "lists"))
     profile = svc.get_audience_profile(contact_id=made["id"])
     assert (profile["display_name"], profile["value"]["tier"], profile["consents"]["email"]["granted"]) == (
         made["display_name"], "gold", True)
+    assert (profile["value"]["order_count"], profile["service"]["open_tickets"]) == (1, 1)
     filled(svc, svc.get_segment(segment_id=seg["id"]))
     assert made["id"] in members(svc, seg) and members(svc, lst) == {made["id"]}

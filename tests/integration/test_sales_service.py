@@ -409,6 +409,8 @@ def test_an_order_is_placed_once_per_reference_paid_shipped_and_summarized(sales
     assert [h["status"] for h in delivered["status_history"]] == ["placed", "paid", "shipped", "delivered"]
     summary = wait_for(lambda: (x := s.svc.get_purchase_summary(contact_id=contact["id"]))["order_count"] and x)
     assert summary["totals"] == [eur(7_400)] and summary["products"][0]["sku"] == "TEA-1"
+    first = s.svc.list_purchase_summaries(page_size=1, page_token="")     # internal: a read model's rebuild pages them
+    assert first["summaries"] == [summary] and first["next_page_token"] == ""
     s.svc.refund_order(order_id=placed["id"], reason="damaged")
     summary = wait_for(lambda: (x := s.svc.get_purchase_summary(contact_id=contact["id"]))["refunded_count"] and x)
     assert summary["order_count"] == 0 and summary["totals"] == [eur(0)]

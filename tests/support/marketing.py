@@ -110,6 +110,23 @@ def order_refunded(cid: str, order_id: str, amount_minor: int = 5000) -> dict[st
                                                       "reason": "test", "refunded_at": clock.to_iso(clock.now())})
 
 
+def ticket_opened(cid: str, ticket_id: str) -> dict[str, Any]:
+    return fact("service-desk", "ticket_opened", ticket_id, {"ticket_id": ticket_id, "contact_id": cid,
+                                                             "category": "late_delivery", "priority": "normal",
+                                                             "channel": "email", "opened_at": clock.to_iso(clock.now())})
+
+
+def ticket_status_changed(cid: str, ticket_id: str, from_status: str, to_status: str) -> dict[str, Any]:
+    return fact("service-desk", "ticket_status_changed", ticket_id, {
+        "ticket_id": ticket_id, "contact_id": cid, "from_status": from_status, "to_status": to_status,
+        "pending_reason": "", "by": "agent", "changed_at": clock.to_iso(clock.now())})
+
+
+def csat_received(cid: str, ticket_id: str, score: int) -> dict[str, Any]:
+    return fact("service-desk", "csat_received", ticket_id, {"ticket_id": ticket_id, "contact_id": cid, "score": score,
+                                                             "comment": "", "received_at": clock.to_iso(clock.now())})
+
+
 def heard(type_: str, **match) -> list[dict[str, Any]]:
     """Envelopes of ``type_`` the listener recorded whose data has ``match``."""
     return [e for e in SEEN if e["type"] == type_ and all(e["data"].get(k) == v for k, v in match.items())]

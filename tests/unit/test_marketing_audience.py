@@ -158,12 +158,17 @@ def test_loyalty_tier_and_balance_by_their_own_clocks():
         assert (result["loyalty"]["tier"], result["loyalty"]["balance"], result["loyalty"]["member"]) == ("gold", 40, True)
 
 
-def test_tickets_open_resolve_and_satisfaction():
-    changes = [lambda s: S.apply_ticket_opened(s, "tkt_1", T0), lambda s: S.apply_ticket_opened(s, "tkt_2", T0),
-               lambda s: S.apply_ticket_resolved(s, "tkt_1", T0 + H), lambda s: S.apply_csat(s, 2, T0 + H),
-               lambda s: S.apply_csat(s, 5, T0 + 2 * H)]
+def test_tickets_open_resolve_reopen_and_satisfaction():
+    # tkt_1 opened, resolved, reopened by the customer's reply; tkt_2 open
+    changes = [lambda s: S.apply_ticket(s, "tkt_1", True, T0), lambda s: S.apply_ticket(s, "tkt_1", False, T0 + H),
+               lambda s: S.apply_ticket(s, "tkt_1", True, T0 + 2 * H), lambda s: S.apply_ticket(s, "tkt_2", True, T0),
+               lambda s: S.apply_csat(s, 2, T0 + H), lambda s: S.apply_csat(s, 5, T0 + 2 * H)]
     for result in in_every_order(changes):
-        assert (F.project(result)["ot"], F.project(result)["cq"]) == (1, 5)
+        assert (F.project(result)["ot"], F.project(result)["cq"]) == (2, 5)
+    resolved = S.apply_ticket(S.apply_ticket({}, "tkt_1", True, T0), "tkt_1", False, T0 + H)
+    assert F.project(resolved)["ot"] == 0
+    assert S.apply_ticket(resolved, "tkt_1", False, T0 + H) is resolved      # the same fact twice
+    assert S.apply_ticket(resolved, "tkt_1", True, T0) is resolved           # a late, older fact
     assert S.apply_csat({}, 9, T0) == {}
 
 

@@ -7,9 +7,7 @@ version), so no handled-event markers are kept (``idempotent=True``). Queues are
 (SERVICE_POOL): after downtime the service catches up from them.
 
 Adding a source is a few lines: a subscription in the registry and a handler here whose
-change is a function of audience.state. The service desk's are ready
-(``ticket_opened``, ``ticket_resolved``, ``csat_received``: :data:`SERVICE_DESK`); they are
-subscribed once the service desk's events are declared in the registry.
+change is a function of audience.state.
 """
 from __future__ import annotations
 
@@ -25,37 +23,18 @@ from ..engagement.handoff import engaged
 from ..events import SurveyAnswered
 from . import contracts as C
 from . import state as S
-from .rebuild import Rebuild
+from .rebuild import ACTIVE_TICKET, Rebuild
 from .views import profile_view
-
-CALL_TIMEOUT_SECONDS = 30
 from .writes import Outcome
 
-
-def ticket_change(kind: str, data: dict[str, Any], envelope: dict[str, Any]):
-    """The audience change of a service-desk fact (read tolerantly: the ticket's id as
-    ``ticket_id`` or under ``ticket``, a satisfaction score as ``score`` or ``rating``)."""
-    ticket = data.get("ticket") if isinstance(data.get("ticket"), dict) else {}
-    ticket_id = str(data.get("ticket_id") or ticket.get("id") or "")
-    if kind == "ticket_opened":
-        at = _at(data.get("opened_at") or ticket.get("opened_at"), envelope)
-        return lambda s, now: S.apply_ticket_opened(s, ticket_id, at) if ticket_id else s
-    if kind == "ticket_resolved":
-        at = _at(data.get("resolved_at") or ticket.get("resolved_at"), envelope)
-        return lambda s, now: S.apply_ticket_resolved(s, ticket_id, at) if ticket_id else s
-    score = data.get("score", data.get("rating"))
-    at = _at(data.get("received_at") or data.get("at"), envelope)
-    return lambda s, now: S.apply_csat(s, score, at) if isinstance(score, int) else s
-
-
-#: The service desk's facts the audience reads (see the module docstring).
-SERVICE_DESK = ("ticket_opened", "ticket_resolved", "csat_received")
+CALL_TIMEOUT_SECONDS = 30
 
 
 class AudienceEntrypoints(Area):
     contacts_rpc = remote("contacts", CALL_TIMEOUT_SECONDS)
     loyalty_rpc = remote("loyalty", CALL_TIMEOUT_SECONDS)
     sales_rpc = remote("sales", CALL_TIMEOUT_SECONDS)
+    service_desk_rpc = remote("service-desk", CALL_TIMEOUT_SECONDS)
 
     def _fact(self, cid: Any, change) -> None:
         self.writes().apply(contact_id(cid), change)
@@ -135,6 +114,26 @@ class AudienceEntrypoints(Area):
     def on_points_expired(self, event):
         self._balance(event)
 
+    # -- the service desk: open tickets (a reopen is a status change) and satisfaction --------
+    @handles("service-desk", "ticket_opened", idempotent=True)
+    def on_ticket_opened(self, event):
+        data = event["data"]
+        at = _at(data.get("opened_at"), event)
+        self._fact(data["contact_id"], lambda s, now: S.apply_ticket(s, str(data["ticket_id"]), True, at))
+
+    @handles("service-desk", "ticket_status_changed", idempotent=True)
+    def on_ticket_status_changed(self, event):
+        data = event["data"]
+        at, active = _at(data.get("changed_at"), event), data.get("to_status") in ACTIVE_TICKET
+        self._fact(data["contact_id"], lambda s, now: S.apply_ticket(s, str(data["ticket_id"]), active, at))
+
+    @handles("service-desk", "csat_received", idempotent=True)
+    def on_csat_received(self, event):
+        data = event["data"]
+        at, score = _at(data.get("received_at"), event), data.get("score")
+        if isinstance(score, int):
+            self._fact(data["contact_id"], lambda s, now: S.apply_csat(s, score, at))
+
     # -- RPC --------------------------------------------------------------------------------
     @rpc(C.GetAudienceProfile)
     def get_audience_profile(self, req: C.GetAudienceProfile):
@@ -158,7 +157,8 @@ class AudienceEntrypoints(Area):
     def _call(self, service: str, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         """A producer's paging RPC, as the caller of the rebuild (its token travels with it);
         Unavailable when it does not answer in time (retry the step)."""
-        proxy = {"contacts": self.contacts_rpc, "loyalty": self.loyalty_rpc, "sales": self.sales_rpc}[service]
+        proxy = {"contacts": self.contacts_rpc, "loyalty": self.loyalty_rpc, "sales": self.sales_rpc,
+                 "service-desk": self.service_desk_rpc}[service]
         return call(proxy, method, timeout=CALL_TIMEOUT_SECONDS, **kwargs)
 
     @rpc(C.RecordSurveyAnswers)

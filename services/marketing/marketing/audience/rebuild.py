@@ -7,23 +7,26 @@ reads what each producer holds now, page by page, through their paging RPCs:
 2. ``contacts``  every live contact: ``contacts.search_contacts`` with no text pages all
                  of them (the snapshot is exactly a contact_updated payload, consents included);
 3. ``loyalty``   every member: ``loyalty.list_members`` (tier, balance, erased);
-4. ``sales``     purchase summaries, once sales pages them (``sales.list_purchase_summaries``);
-                 skipped while it does not;
-5. ``lists``     static lists' members (marketing's own ``list_members``);
-6. ``engagement`` opens, clicks and replies of every message (marketing's own ``messages``);
+4. ``sales``     every purchase summary: ``sales.list_purchase_summaries``;
+5. ``tickets``   every ticket: ``service-desk.list_tickets`` (active or not, satisfaction);
+6. ``lists``     static lists' members (marketing's own ``list_members``);
+7. ``engagement`` opens, clicks and replies of every message (marketing's own ``messages``);
                  without handing anyone to sales again;
-7. ``segments``  every segment is filled again (segments.filling).
+8. ``segments``  every segment is filled again (segments.filling).
 
 Each step applies snapshots through the same write path as the events (audience.writes),
 so they merge with events that keep arriving meanwhile: the newer fact wins whichever way
-it came. One call does one page of one step and returns where to go on
-(``next_page_token``); ``scripts/marketing_rebuild.py`` loops until ``done``.
+it came (a snapshot without a clock of its own counts as of the moment it was read: a fact
+staged before is in it, one staged after is newer). After ``contacts`` every live contact
+is known, so the later steps touch only known contacts (an erased contact's orders or
+tickets bring nobody back). One call does one page of one step and returns where to go on
+(``next_page_token``); ``python -m marketing.audience.rebuild_cli`` loops until ``done``.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from crm_common import clock, paging, registry
+from crm_common import clock, paging
 from crm_common.errors import InvalidArgument
 
 from ..segments.store import SegmentStore
@@ -31,7 +34,9 @@ from . import state as S
 from .store import AudienceStore
 from .writes import AudienceWrites
 
-STEPS = ("reset", "contacts", "loyalty", "sales", "lists", "engagement", "segments")
+STEPS = ("reset", "contacts", "loyalty", "sales", "tickets", "lists", "engagement", "segments")
+#: A ticket in these statuses is open for the audience (the service desk's ACTIVE).
+ACTIVE_TICKET = ("new", "open", "pending")
 
 
 def _loyalty_snapshot(member: dict[str, Any]):
@@ -44,6 +49,17 @@ def _loyalty_snapshot(member: dict[str, Any]):
         state = S.apply_member_enrolled(state, member.get("tier"), enrolled)
         state = S.apply_tier(state, member.get("tier"), at)
         return S.apply_balance(state, int(member.get("balance") or 0), at)
+    return change
+
+
+def _ticket_snapshot(ticket: dict[str, Any], read_at):
+    csat = ticket.get("satisfaction") or {}
+
+    def change(state, now):
+        state = S.apply_ticket(state, ticket["id"], ticket.get("status") in ACTIVE_TICKET, read_at)
+        if isinstance(csat.get("score"), int):
+            state = S.apply_csat(state, csat["score"], S.parse_time(csat.get("received_at")) or read_at)
+        return state
     return change
 
 
@@ -89,23 +105,30 @@ class Rebuild:
     def _loyalty(self, at: str, size: int, reset: bool):
         page = self.call("loyalty", "list_members", {"page_size": size, "page_token": at})
         for member in page["members"]:
-            self.writes.apply(member["contact_id"], _loyalty_snapshot(member))
+            self.writes.apply(member["contact_id"], _loyalty_snapshot(member), create=False)
         return len(page["members"]), page["next_page_token"] or None
 
     def _sales(self, at: str, size: int, reset: bool):
-        if "list_purchase_summaries" not in registry.load().service("sales").permissions:
-            return 0, None   # sales does not page its summaries (yet): only its events build them
+        read_at = clock.now()
         page = self.call("sales", "list_purchase_summaries", {"page_size": size, "page_token": at})
-        for item in page.get("summaries") or []:
-            summary = item.get("summary") or item
-            self.writes.apply(item["contact_id"], lambda s, now, x=summary: S.apply_summary(s, x, None))
-        return len(page.get("summaries") or []), page.get("next_page_token") or None
+        for summary in page["summaries"]:
+            self.writes.apply(summary["contact_id"], lambda s, now, x=summary: S.apply_summary(s, x, read_at),
+                              create=False)
+        return len(page["summaries"]), page["next_page_token"] or None
+
+    def _tickets(self, at: str, size: int, reset: bool):
+        read_at = clock.now()
+        page = self.call("service-desk", "list_tickets", {"page_size": size, "page_token": at})
+        for ticket in page["tickets"]:
+            if not ticket.get("erased"):
+                self.writes.apply(ticket["contact_id"], _ticket_snapshot(ticket, read_at), create=False)
+        return len(page["tickets"]), page["next_page_token"] or None
 
     def _lists(self, at: str, size: int, reset: bool):
         query = {"_id": {"$gt": at}} if at else {}
         rows = list(self.segments.lists.find(query).sort("_id", 1).limit(size))
         for row in rows:
-            self.writes.apply(row["contact_id"], _listed(row["segment_id"], row["added_at"]))
+            self.writes.apply(row["contact_id"], _listed(row["segment_id"], row["added_at"]), create=False)
         return len(rows), rows[-1]["_id"] if len(rows) == size else None
 
     def _engagement(self, at: str, size: int, reset: bool):
@@ -120,7 +143,8 @@ class Rebuild:
                 [("clicked", c["at"], c["link"]) for c in (m.get("clicks") or {}).values()] + \
                 ([("replied", m["replied_at"], None)] if m.get("replied_at") else [])
             for kind, when, link in facts:
-                self.writes.apply(m["contact_id"], self.engaged(kind, {**data, "link": link}, when, handoff=False))
+                self.writes.apply(m["contact_id"], self.engaged(kind, {**data, "link": link}, when, handoff=False),
+                                  create=False)
                 applied += 1
         return applied, rows[-1]["_id"] if len(rows) == size else None
 

@@ -10,8 +10,8 @@ arrive twice:
   ``at``, a tier by ``changed_at``, a points balance by its entry's ``occurred_at``, a
   purchase summary by the time sales published it;
 * sets are keyed by what they are about: an order by its id (a refund leaves a tombstone,
-  so a late ``order_paid`` does not bring it back), a ticket by its id, an engagement by
-  ``(message, kind, link)``.
+  so a late ``order_paid`` does not bring it back), a ticket by its id (its newest fact
+  wins), an engagement by ``(message, kind, link)``.
 
 The state (one audience document) has these parts, each optional:
 ``contact`` (the contact's snapshot), ``consents``, ``erased``, ``purchases`` (the
@@ -283,24 +283,20 @@ def apply_balance(state: dict[str, Any], balance: int, at: datetime | None) -> d
 
 # --------------------------------------------------------------------------- service desk
 
-def apply_ticket_opened(state: dict[str, Any], ticket_id: str, at: datetime) -> dict[str, Any]:
+def apply_ticket(state: dict[str, Any], ticket_id: str, active: bool, at: datetime) -> dict[str, Any]:
+    """A ticket is active (new, open, pending) or not (resolved, closed) as its newest
+    fact says: opened, its status changed (a reopen too), resolved. An older fact than
+    the one kept changes nothing, so the order of arrival does not matter."""
     tickets = state.get("tickets") or {}
-    if ticket_id in (tickets.get("open") or {}) or ticket_id in (tickets.get("closed") or {}):
-        return state
-    out = copy.deepcopy(state)
-    out.setdefault("tickets", {}).setdefault("open", {})[ticket_id] = at
-    return out
-
-
-def apply_ticket_resolved(state: dict[str, Any], ticket_id: str, at: datetime) -> dict[str, Any]:
-    tickets = state.get("tickets") or {}
-    if ticket_id in (tickets.get("closed") or {}):
+    known = (tickets.get("open") or {}).get(ticket_id) or (tickets.get("closed") or {}).get(ticket_id)
+    if not ticket_id or (known is not None and known >= at):
         return state
     out = copy.deepcopy(state)
     tickets = out.setdefault("tickets", {})
-    (tickets.get("open") or {}).pop(ticket_id, None)
-    closed = tickets.setdefault("closed", {})
-    closed[ticket_id] = at
+    opened, closed = tickets.setdefault("open", {}), tickets.setdefault("closed", {})
+    opened.pop(ticket_id, None)
+    closed.pop(ticket_id, None)
+    (opened if active else closed)[ticket_id] = at
     if len(closed) > TICKETS_CLOSED_KEPT:
         tickets["closed"] = dict(sorted(closed.items(), key=lambda kv: kv[1])[-TICKETS_CLOSED_KEPT:])
     return out

@@ -89,3 +89,8 @@ class RefundOrder(Command):
 
 class GetPurchaseSummary(Request):
     contact_id: Id
+
+
+class ListPurchaseSummaries(Request, Page):
+    """Internal: every contact's purchase summary by contact id (a service rebuilding its
+    read model of sales pages through them)."""

@@ -126,6 +126,13 @@ class OrderEntrypoints:
     def get_purchase_summary(self, req: C.GetPurchaseSummary):
         return summary_view(self.store.orders.summary(req.contact_id))
 
+    @rpc(C.ListPurchaseSummaries)
+    def list_purchase_summaries(self, req: C.ListPurchaseSummaries):
+        cursor = paging.decode(req.page_token, id=str)
+        docs = self.store.orders.page_summaries(cursor and cursor["id"], req.size + 1)
+        page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
+        return {"summaries": [summary_view(d) for d in page], "next_page_token": token}
+
     @on_conflict(attempts=10)
     def _apply_to_summary(self, order: dict[str, Any], fact: str, at) -> None:
         """Count a paid order in (or a refunded one out of) the contact's summary, once,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -78,6 +78,11 @@ class OrderStore:
     def summary(self, contact_id: str) -> dict[str, Any]:
         return (self.summaries.find_one({"_id": contact_id}, {ev.OUTBOX: 0, ev.OUTBOX_COUNT: 0})
                 or summary.empty(contact_id))
+
+    def page_summaries(self, after_id: str | None, limit: int) -> list[dict[str, Any]]:
+        query = {"_id": {"$gt": after_id}} if after_id else {}
+        return list(self.summaries.find(query, {ev.OUTBOX: 0, ev.OUTBOX_COUNT: 0, "applied": 0})
+                    .sort("_id", ASCENDING).limit(limit))
 
     def save_summary(self, before: dict[str, Any], after: dict[str, Any], staged: list[dict[str, Any]]) -> None:
         """Write ``after`` over ``before`` (at its version), staging ``staged``."""
