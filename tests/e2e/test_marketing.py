@@ -2,10 +2,13 @@
 (contacts, loyalty, sales, marketing) and the stack's own mail sink (a real SMTP server):
 segments that follow orders and tiers, a campaign that honours consent and caps, two
 replicas and a budget, tracked clicks that reach sales and the timeline, unsubscribes that
-reach contacts, and a marketing service that catches up after downtime."""
+reach contacts, a marketing service that catches up after downtime, and the rebuild
+command."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -246,3 +249,17 @@ def test_marketing_stopped_while_contacts_and_orders_change_catches_up(stack, ma
     wait_for(lambda: buyer.id in members(marketing, seg), 30)
     assert profile(marketing, buyer.id).value.tier == "gold"
     wait_for(lambda: not profile(marketing, quiet.id).consents["email"].granted, 30)
+
+
+def test_the_rebuild_command_merges_the_producers_records_into_the_audience(stack, marketing, sales, contacts):
+    buyer = person(contacts, "Rebuilt")
+    pay(sales, buyer.id, 600_000)
+    wait_for(lambda: profile(marketing, buyer.id).value.tier == "gold", 30)
+    done = subprocess.run([sys.executable, "-m", "marketing.audience.rebuild_cli", "--page-size", "100"],
+                          env={**os.environ, "AMQP_URI": stack.amqp_uri, "CRM_INTERNAL_SECRET": stack.auth.secret},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rebuilt = dict(re.findall(r"(\w+) ([\d,]+)", done.stdout.rpartition("rebuilt: ")[2]))
+    assert set(rebuilt) == {"reset", "contacts", "loyalty", "sales", "tickets", "lists", "engagement", "segments"}
+    assert int(rebuilt["contacts"].replace(",", "")) >= 1 and int(rebuilt["sales"].replace(",", "")) >= 1
+    assert profile(marketing, buyer.id).value.tier == "gold"
