@@ -46,6 +46,8 @@ SEGMENTS = [
     ("Price-minded customers", "Value price most: offers, not stories",
      {"all": [{"field": "values", "op": "contains_any", "value": ["price"]},
               {"field": "lifecycle_stage", "op": "eq", "value": "customer"}]}),
+    ("Waiting on support", "A ticket is open: no promotions until it is solved (the service desk's facts)",
+     {"field": "open_tickets", "op": "gte", "value": 1}),
     ("Newsletter readers", "Asked for news by email",
      {"all": [{"field": "tags", "op": "contains_any", "value": ["newsletter", "vip"]},
               {"field": "consent", "channel": "email", "op": "is", "value": True}]}),

@@ -1,11 +1,13 @@
 """`make demo`'s loader against the private stack: it loads (customers, loyalty, sales,
-marketing), tells the marketing story (segments by value and expectation, a campaign sent,
-opened and clicked), and a second run changes nothing."""
+the service desk, marketing), tells the marketing story (segments by value and
+expectation, one that follows the service desk's tickets, a campaign sent, opened and
+clicked), and a second run changes nothing."""
 from __future__ import annotations
 
 import pytest
 
 from crm.v1 import marketing_pb2, marketing_pb2_grpc
+from helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -20,9 +22,11 @@ def test_the_demo_loads_once_with_its_segments_and_a_campaign_opened_and_clicked
     monkeypatch.setattr(demo_marketing, "MAILBOX", stack.mailbox)
     assert demo_data.main() == 0
     marketing = marketing_pb2_grpc.MarketingServiceStub(channel)
-    names = {s.name for s in marketing.ListSegments(marketing_pb2.ListSegmentsRequest(page_size=500),
-                                                    timeout=10).segments}
-    assert {"Gold customers who prefer SMS", "Lapsed high-value customers", "Newsletter readers"} <= names
+    segments = {s.name: s for s in marketing.ListSegments(marketing_pb2.ListSegmentsRequest(page_size=500),
+                                                          timeout=10).segments}
+    assert {"Gold customers who prefer SMS", "Lapsed high-value customers", "Newsletter readers"} <= set(segments)
+    wait_for(lambda: marketing.ListSegmentMembers(marketing_pb2.ListSegmentMembersRequest(   # the demo's open tickets
+        segment_id=segments["Waiting on support"].id, page_size=1), timeout=10).members, 30)
     [campaign] = [c for c in marketing.ListCampaigns(marketing_pb2.ListCampaignsRequest(page_size=500),
                                                      timeout=10).campaigns if c.name == demo_marketing.CAMPAIGN]
     assert campaign.state == "completed"
