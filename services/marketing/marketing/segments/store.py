@@ -28,7 +28,7 @@ from pymongo.errors import DuplicateKeyError
 
 from crm_common import clock
 from crm_common import events as ev
-from crm_common.errors import AlreadyExists, NotFound, VersionConflict
+from crm_common.errors import AlreadyExists, NotFound
 
 from . import rules
 from .evaluate import compile_rule
@@ -82,15 +82,11 @@ class SegmentStore:
 
     def update(self, segment_id: str, version: int, sets: dict[str, Any], staged: list[dict[str, Any]]
                ) -> dict[str, Any]:
-        update = {"$set": {**sets, "updated_at": clock.now()}, "$inc": {"version": 1}}
         try:
-            result = self.segments.update_one({"_id": segment_id, "version": version},
-                                              ev.stage_on_update(update, staged))
+            ev.update_versioned(self.segments, {"_id": segment_id, "version": version}, sets, staged, clock.now(),
+                                kind="segment")
         except DuplicateKeyError:
             raise AlreadyExists(f"a segment named {sets.get('name')!r} exists already") from None
-        if result.matched_count != 1:
-            raise VersionConflict(f"segment {segment_id} is not at version {version}",
-                                  {"segment_id": segment_id, "expected_version": str(version)})
         self.bump()
         return self.get(segment_id)
 
