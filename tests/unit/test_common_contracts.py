@@ -78,6 +78,20 @@ def test_page_tokens_round_trip_and_refuse_anything_else():
     assert paging.page([1, 2], 2, lambda r: {"n": r}) == ([1, 2], "")
 
 
+def test_a_list_in_id_order_pages_through_every_record_once():
+    records = [{"_id": f"r{i:02d}"} for i in range(7)]
+    fetch = lambda after, limit: [r for r in records if after is None or r["_id"] > after][:limit]  # noqa: E731
+    seen, token = [], ""
+    while True:
+        page, token = paging.by_id(token, 3, fetch)
+        seen += page
+        if not token:
+            break
+    assert seen == records
+    with pytest.raises(InvalidArgument):
+        paging.by_id(paging.encode(at="x"), 3, fetch)
+
+
 def test_replayable_ids_repeat_for_the_same_seed_and_sort_by_its_time():
     with ids.replayable("create_contact:key-1", 1_700_000_000_000):
         first = [ids.new_id("con"), ids.new_id("evt")]

@@ -54,3 +54,11 @@ def page(rows: Sequence[T], size: int, cursor_of: Callable[[T], dict[str, Any]])
         return rows, ""
     rows = rows[:size]
     return rows, encode(**cursor_of(rows[-1]))
+
+
+def by_id(token: str, size: int, fetch: Callable[[str | None, int], Sequence[dict[str, Any]]]
+          ) -> tuple[list[dict[str, Any]], str]:
+    """The page of a list in ``_id`` order and its ``next_page_token``: ``fetch(after_id,
+    limit)`` reads up to ``limit`` records after ``after_id`` (None: from the first)."""
+    cursor = decode(token, id=str)
+    return page(fetch(cursor and cursor["id"], size + 1), size, lambda d: {"id": d["_id"]})

@@ -159,9 +159,7 @@ class LoyaltyService(CrmService):
     def list_members(self, req: C.ListMembers):
         """Internal: every member by contact id, with when it last changed (``updated_at``),
         for consumers that rebuild their read model (marketing's audience)."""
-        cursor = paging.decode(req.page_token, id=str)
-        docs = self.store.page_members(cursor and cursor["id"], req.size + 1)
-        page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
+        page, token = paging.by_id(req.page_token, req.size, self.store.page_members)
         now = clock.now()
         return {"members": [{**member_view(Member.from_doc(d), now), "updated_at": clock.to_iso(d["updated_at"])}
                             for d in page], "next_page_token": token}

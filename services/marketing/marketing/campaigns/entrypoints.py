@@ -98,9 +98,7 @@ class CampaignEntrypoints(Area):
 
     @rpc(C.ListCampaigns)
     def list_campaigns(self, req: C.ListCampaigns):
-        cursor = paging.decode(req.page_token, id=str)
-        docs = self.store.campaigns.page(cursor and cursor["id"], req.size + 1)
-        page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
+        page, token = paging.by_id(req.page_token, req.size, self.store.campaigns.page)
         return {"campaigns": [campaign_view(d) for d in page], "next_page_token": token}
 
     @rpc(C.DryRunCampaign)
@@ -168,9 +166,8 @@ class CampaignEntrypoints(Area):
     @rpc(C.ListCampaignMessages)
     def list_campaign_messages(self, req: C.ListCampaignMessages):
         self.store.campaigns.get(req.campaign_id)
-        cursor = paging.decode(req.page_token, id=str)
-        docs = self.store.campaigns.list_messages(req.campaign_id, req.status, cursor and cursor["id"], req.size + 1)
-        page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
+        page, token = paging.by_id(req.page_token, req.size, lambda after, limit: self.store.campaigns.list_messages(
+            req.campaign_id, req.status, after, limit))
         return {"messages": [message_view(d) for d in page], "next_page_token": token}
 
     # -- timers -----------------------------------------------------------------------------

@@ -81,9 +81,7 @@ class SegmentEntrypoints(Area):
 
     @rpc(C.ListSegments)
     def list_segments(self, req: C.ListSegments):
-        cursor = paging.decode(req.page_token, id=str)
-        docs = self.store.segments.page(cursor and cursor["id"], req.size + 1)
-        page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
+        page, token = paging.by_id(req.page_token, req.size, self.store.segments.page)
         return {"segments": [segment_view(d) for d in page], "next_page_token": token}
 
     @rpc(C.ArchiveSegment)

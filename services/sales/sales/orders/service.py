@@ -128,9 +128,7 @@ class OrderEntrypoints:
 
     @rpc(C.ListPurchaseSummaries)
     def list_purchase_summaries(self, req: C.ListPurchaseSummaries):
-        cursor = paging.decode(req.page_token, id=str)
-        docs = self.store.orders.page_summaries(cursor and cursor["id"], req.size + 1)
-        page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
+        page, token = paging.by_id(req.page_token, req.size, self.store.orders.page_summaries)
         return {"summaries": [summary_view(d) for d in page], "next_page_token": token}
 
     @on_conflict(attempts=10)
