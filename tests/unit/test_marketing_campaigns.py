@@ -180,6 +180,8 @@ CAMPAIGN = dict(name="Spring", channel="email", email={"subject": "Hi", "body_te
     ({"sms": {"text": "hi"}}, "channel"),
     ({"email": {"subject": "{% if %}", "body_text": "x"}}, "email.subject"),
     ({"email": {"subject": "x", "body_text": " "}}, "email.body_text"),
+    ({"email": {"subject": "Hi\r\nBcc: everyone@example.com", "body_text": "x"}}, "email.subject"),   # no headers
+    ({"sms": {"text": "\n \n"}, "channel": "sms", "email": None}, "sms.text"),
     ({"include_segment_ids": []}, "include_segment_ids"),
     ({"include_segment_ids": ["seg_1"], "exclude_segment_ids": ["seg_1"]}, "exclude_segment_ids"),
     ({"include_segment_ids": [{"$ne": 1}]}, "include_segment_ids[0]"),

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
+from crm_common.contracts import Command, Id, Model, OptTimestamp, Page, Paragraphs, Request, Text, Tolerant, error
 from crm_common.errors import InvalidArgument
-from crm_common.contracts import Command, Id, Model, OptTimestamp, Page, Request, Text, Tolerant, error
 from crm_common.money import Money
 
 from . import domain as D
@@ -29,20 +29,6 @@ UPDATABLE = ("name", "email", "sms", "defaults", "include_segment_ids", "exclude
              "budget", "cost_per_message")
 
 
-def _max(limit: int):
-    def check(value: str) -> str:
-        if len(value) > limit:
-            raise error("too_long", f"must be at most {limit} characters")
-        return value
-    return check
-
-
-def _required(value: str) -> str:
-    if not value.strip():
-        raise error("required", "is required")
-    return value
-
-
 def _variable(key: str) -> str:
     if not _VARIABLE.match(key):
         raise error("variable", "names a template variable: ^[a-z][a-z0-9_]{0,39}$")
@@ -54,9 +40,9 @@ def _empty_to_none(value):
 
 
 class EmailContent(Tolerant):
-    subject: Annotated[str, AfterValidator(_required), AfterValidator(_max(SUBJECT_MAX))]
-    body_text: Annotated[str, AfterValidator(_required), AfterValidator(_max(TEXT_BODY_MAX))]
-    body_html: Annotated[str, AfterValidator(_max(HTML_BODY_MAX))] = ""
+    subject: Text(SUBJECT_MAX, required=True)               # one line: no header can be smuggled in
+    body_text: Paragraphs(TEXT_BODY_MAX, required=True)
+    body_html: Paragraphs(HTML_BODY_MAX) = ""
 
     @model_validator(mode="after")
     def _templates(self):
@@ -68,7 +54,7 @@ class EmailContent(Tolerant):
 
 
 class SmsContent(Tolerant):
-    text: Annotated[str, AfterValidator(_required), AfterValidator(_max(SMS_MAX))]
+    text: Paragraphs(SMS_MAX, required=True)
 
     @model_validator(mode="after")
     def _template(self):
