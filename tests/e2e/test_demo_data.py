@@ -1,19 +1,41 @@
-"""`make demo`'s loader against the private stack: it loads (customers, loyalty, sales,
+"""`make demo`'s loader against a private stack of its own (the whole demo, the service
+desk's policies and sales' activities due in the past among it, must not reach the other
+tests' stack): it loads (customers, loyalty, sales,
 the service desk, marketing), tells the marketing story (segments by value and
 expectation, one that follows the service desk's tickets, a campaign sent, opened and
 clicked), and a second run changes nothing."""
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from crm.v1 import marketing_pb2, marketing_pb2_grpc
+from crm_gateway import client
 from helpers import wait_for
+from support.infra import drop_vhost, fresh_vhost
 
 pytestmark = pytest.mark.e2e
 
 
-def test_the_demo_loads_once_with_its_segments_and_a_campaign_opened_and_clicked(stack, channel, monkeypatch,
+@pytest.fixture(scope="module")
+def demo_stack(start_stack):
+    amqp_uri, vhost = fresh_vhost()
+    try:
+        with start_stack(amqp_uri) as st:
+            yield st
+    finally:
+        drop_vhost(vhost)
+
+
+@pytest.fixture
+def channel(demo_stack):
+    with grpc.insecure_channel(demo_stack.gateway_addr) as ch:
+        yield client.authorized(ch, demo_stack.token("admin", subject="e2e-admin"))
+
+
+def test_the_demo_loads_once_with_its_segments_and_a_campaign_opened_and_clicked(demo_stack, channel, monkeypatch,
                                                                                 capsys):
+    stack = demo_stack
     import demo_data
     import demo_marketing
 
