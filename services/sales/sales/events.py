@@ -10,9 +10,10 @@ reach the contact's timeline (crm_common.timeline).
 
 Consumed (see the registry): contacts' contact_created / contact_updated /
 contact_erased (the contacts sales knows: existence, contact points for conversion,
-erasure), its own order_paid / order_refunded (the purchase summary per contact), and
-marketing's message_opened / message_clicked (behaviour of open leads) and lead_qualified
-(a capture on the marketing channel): sales.marketing_facts.
+erasure), its own order_paid / order_refunded (the purchase summary per contact), the
+service desk's ticket_opened and marketing's message_opened / message_clicked (behaviour
+of open leads), and marketing's lead_qualified (a capture on the marketing channel:
+sales.marketing_facts).
 """
 from __future__ import annotations
 
