@@ -48,6 +48,7 @@ class Settings:
     send_retries: int
     retry_wait: float
     batch_size: int
+    send_concurrency: int
     recheck: timedelta
     send_timeout: float
 
@@ -100,6 +101,7 @@ class Settings:
             send_retries=number("MARKETING_SEND_RETRIES", 1, 10),
             retry_wait=number("MARKETING_SEND_RETRY_WAIT_SECONDS", 0, 60, float),
             batch_size=number("MARKETING_SEND_BATCH", 1, 2000),
+            send_concurrency=number("MARKETING_SEND_CONCURRENCY", 1, 64),
             recheck=timedelta(minutes=number("MARKETING_RECHECK_MINUTES", 0.05, 24 * 60, float)),
             send_timeout=number("MARKETING_SEND_TIMEOUT_SECONDS", 1, 300, float),
         )

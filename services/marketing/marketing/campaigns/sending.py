@@ -16,6 +16,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Iterator
 
+import eventlet
 from prometheus_client import Counter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -122,13 +123,23 @@ class Sending:
 
     # ------------------------------------------------------------------ delivery
     def deliver(self, seconds: float = TICK_SECONDS) -> int:
-        """Work through due batches for up to ``seconds``; returns the batches handled."""
-        deadline, handled = time.monotonic() + seconds, 0
+        """Work through due batches for up to ``seconds``, ``send_concurrency`` of them at
+        once (a message waits on the database and the server far more than it computes);
+        returns the batches handled, once every one of them is done."""
+        deadline, lanes = time.monotonic() + seconds, self.settings.send_concurrency
+        return sum(eventlet.GreenPool(lanes).imap(lambda _: self._deliver_until(deadline), range(lanes)))
+
+    def _deliver_until(self, deadline: float) -> int:
+        handled = 0
         while time.monotonic() < deadline:
             batch = self.campaigns.take_batch(self.owner, BATCH_LEASE, clock.now())
             if batch is None:
                 break
-            self.deliver_batch(batch)
+            try:
+                self.deliver_batch(batch)
+            except Exception:   # noqa: BLE001 - its lease runs out, then a replica takes it again
+                log.exception("batch %s of campaign %s stopped; taken again when its lease runs out",
+                              batch["_id"], batch["campaign_id"])
             handled += 1
         return handled
 
