@@ -4,7 +4,8 @@ Settings (environment, or the options of the same name):
   BENCH_DURATION   seconds per measured run (10)      BENCH_WARMUP  seconds of warm-up (1)
   BENCH_IN_FLIGHT  requests in flight, e.g. "1,32"    BENCH_LOAD    ghz | python | auto (auto)
   BENCH_PIPELINE_N contacts (orders) per pipeline pass (300)
-  BENCH_ONLY       floor,product,race,peer,pipeline,sales,service_desk,database
+  BENCH_ONLY       floor,product,race,peer,pipeline,sales,service_desk,database,marketing
+  BENCH_MARKETING_N contacts of marketing's segment evaluation and recipients of its campaign (100000)
   BENCH_OUT        where latest.json/.md go (bench/results)
 
 `--only database` measures the database alone (bench/database.py: lookups at 5,000 and
@@ -304,13 +305,14 @@ def parse_args(argv: list[str]) -> tuple[Config, Path]:
     p.add_argument("--pipeline-n", type=int, default=int(env("BENCH_PIPELINE_N", 300)))
     p.add_argument("--load", choices=("auto", "ghz", "python"), default=env("BENCH_LOAD", "auto"))
     p.add_argument("--only", default=env("BENCH_ONLY", ",".join(GROUPS)))
+    p.add_argument("--marketing-n", type=int, default=int(env("BENCH_MARKETING_N", 100_000)))
     p.add_argument("--out", type=Path, default=Path(env("BENCH_OUT", procs.ROOT / "bench" / "results")))
     a = p.parse_args(argv)
     only = tuple(g for g in a.only.split(",") if g)
     if set(only) - set(GROUPS):
         p.error(f"--only takes {','.join(GROUPS)}")
     cfg = Config(duration=a.duration, warmup=a.warmup, in_flight=tuple(int(c) for c in a.in_flight.split(",")),
-                 pipeline_n=a.pipeline_n, tool=a.load, only=only)
+                 pipeline_n=a.pipeline_n, tool=a.load, only=only, marketing_n=a.marketing_n)
     return cfg, a.out
 
 
