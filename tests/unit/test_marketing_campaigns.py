@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import jwt
 import pytest
 
+from crm_common import registry
 from crm_common.contracts import parse
 from crm_common.errors import InvalidArgument
 from marketing.campaigns import contracts as C
@@ -219,11 +220,9 @@ def test_segment_contracts():
 # --------------------------------------------------------------------------- settings, email
 
 def settings(**over):
-    base = {"MARKETING_SMTP_URL": "smtp://127.0.0.1:8025", "MARKETING_TRACKING_URL": "http://t/", "CRM_INTERNAL_SECRET":
-            "i" * 40, "MARKETING_FREQUENCY_CAP_MESSAGES": "3", "MARKETING_FREQUENCY_CAP_DAYS": "7",
-            "MARKETING_QUIET_HOURS": "21-8", "MARKETING_LEAD_SCORE_THRESHOLD": "10", "MARKETING_SCORE_WINDOW_DAYS": "90",
-            "MARKETING_SEND_RETRIES": "3", "MARKETING_SEND_RETRY_WAIT_SECONDS": "0.5", "MARKETING_SEND_BATCH": "200",
-            "MARKETING_RECHECK_MINUTES": "10", "MARKETING_SEND_TIMEOUT_SECONDS": "30"}
+    """The registry's defaults (what a process gets), with ``over``."""
+    base = {**registry.load().service("marketing").settings, "MARKETING_TRACKING_URL": "http://t/",
+            "CRM_INTERNAL_SECRET": "i" * 40, "MARKETING_SEND_RETRIES": "3"}
     return Settings.from_config({**base, **over})
 
 
@@ -233,6 +232,7 @@ def test_settings_parse_and_a_bad_one_names_itself():
     assert len(s.tracking_secret) == 64 and settings(CRM_INTERNAL_SECRET="j" * 40).tracking_secret != s.tracking_secret
     for bad, name in [({"MARKETING_QUIET_HOURS": "late"}, "MARKETING_QUIET_HOURS"),
                       ({"MARKETING_SEND_BATCH": "0"}, "MARKETING_SEND_BATCH"),
+                      ({"MARKETING_SEND_CONCURRENCY": "0"}, "MARKETING_SEND_CONCURRENCY"),
                       ({"MARKETING_MONETARY_BANDS": "*=1"}, "MARKETING_MONETARY_BANDS"),
                       ({"CRM_INTERNAL_SECRET": ""}, "MARKETING_TRACKING_SECRET")]:
         with pytest.raises(ValueError, match=name):
