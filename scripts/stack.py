@@ -228,10 +228,33 @@ class Stack:
             self.metrics_ports.pop(name, None)
 
     def up(self, names: list[str] | None = None, timeout: float = 60) -> None:
-        for name in names or [MAIL_SINK, *services(), "gateway"]:
-            if self.running_pid(name) is None:
-                self.start(name)
-                self.wait_ready(name, timeout)
+        names = [name for name in names or [MAIL_SINK, *services(), "gateway"] if self.running_pid(name) is None]
+        self.check_ports_free(names)
+        for name in names:
+            self.start(name)
+            self.wait_ready(name, timeout)
+
+    def ports_of(self, name: str) -> dict[int, str]:
+        """The local ports ``name`` listens on, each with what it is for."""
+        if name == MAIL_SINK:
+            return {self.mail_ports[0]: "the mail sink's SMTP", self.mail_ports[1]: "the mail sink's HTTP"}
+        ports = {self.metrics_ports[name]: f"{name} metrics"} if self.metrics_ports.get(name) else {}
+        if name == "gateway":
+            host, port = self.gateway_addr.rsplit(":", 1)
+            if host in ("127.0.0.1", "localhost", "0.0.0.0", "[::]"):
+                ports[int(port)] = "the gateway's gRPC"
+        return ports
+
+    def check_ports_free(self, names: list[str]) -> None:
+        """Refuses to start when another process (another checkout's stack, say) holds a
+        port one of ``names`` would listen on: readiness checks would find that process
+        and this stack would talk to it."""
+        taken = [f"{port} ({what})" for name in names for port, what in self.ports_of(name).items()
+                 if not _port_free(port)]
+        if taken:
+            raise SystemExit(
+                "stack: these ports are in use by another process: " + ", ".join(taken) + ".\n"
+                "Stop it first: `make down` in the checkout that started it (`ss -ltnp` names the process).")
 
     def down(self) -> None:
         replicas = [name for name in self.procs if "@" in name]
@@ -277,6 +300,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # a port in TIME_WAIT is free
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def _alive(pid: int) -> bool:
