@@ -455,6 +455,37 @@ def test_companies_and_links(env):
     assert [v["field"] for v in exc.value.details["violations"]] == ["company.name", "company.domain"]
 
 
+def test_a_domain_belongs_to_one_company(env):
+    first = env.api.create_company(company={"name": "Chai Co", "domain": "https://www.one-chai.example/about"})
+    with pytest.raises(AlreadyExists) as exc:
+        env.api.create_company(company={"name": "Chai Company", "domain": "ONE-CHAI.example"})
+    assert exc.value.details["existing_id"] == first["id"] and exc.value.details["field"] == "company.domain"
+    assert env.db.companies.count_documents({"name": "Chai Company"}) == 0
+    assert env.api.create_company(company={"name": "Chai Co"})["id"] != first["id"]   # names are not unique
+    # a claim left by a create that crashed before its insert is taken over once stale
+    env.db.company_keys.insert_one({"_id": "domain:ghost.example", "company_id": "cmp_GHOST",
+                                    "claimed_at": clock.now() - timedelta(hours=1)})
+    assert env.api.create_company(company={"name": "Ghost", "domain": "ghost.example"})["domain"] == "ghost.example"
+    # a replay under its idempotency key is the first company, not a conflict with itself
+    once = env.api.create_company(company={"name": "Once", "domain": "once.example"}, idempotency_key="co-1")
+    assert env.api.create_company(company={"name": "Once", "domain": "once.example"},
+                                  idempotency_key="co-1") == once
+
+
+def test_companies_created_before_domains_were_unique_claim_them_oldest_first(env):
+    from contacts.store import ContactsStore
+    now = clock.now()
+    for cid in ("cmp_0OLD1", "cmp_0OLD2"):
+        env.db.companies.insert_one({"_id": cid, "name": "Old", "domain": "old.example", "tags": [],
+                                     "created_at": now, "updated_at": now, "version": 1})
+    env.db.migrations.delete_one({"_id": "company_domains"})
+    assert ContactsStore(env.db).backfill_company_domains() >= 2
+    assert env.db.company_keys.find_one({"_id": "domain:old.example"})["company_id"] == "cmp_0OLD1"
+    assert env.db.companies.find_one({"_id": "cmp_0OLD2"})["dedup_keys"] == []
+    with pytest.raises(AlreadyExists):
+        env.api.create_company(company={"name": "New", "domain": "old.example"})
+
+
 def test_contacts_gauge(env):
     env.api.create_contact(contact={"given_name": "A", "emails": ["g1@example.com"], "lifecycle_stage": "evangelist"})
     b = env.api.create_contact(contact={"given_name": "B", "emails": ["g2@example.com"], "lifecycle_stage": "evangelist"})

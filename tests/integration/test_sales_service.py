@@ -251,6 +251,30 @@ def test_converting_a_lead_whose_email_is_a_contact_links_that_contact(sales):
     assert done["contact_id"] == known["id"] and done["contact_existed"] is True and done["deal_id"] == ""
 
 
+def test_converted_leads_of_one_company_share_it(sales):
+    """The company is matched by the lead's website (contacts keeps one company per
+    domain), or named by the caller; a lead without either gets a company of its own."""
+    s = sales()
+    site = f"schmidt-{tag()}.de"
+    first, second = (s.svc.capture_lead(**web_lead(website=f"https://www.{site}/kontakt"))["lead"] for _ in range(2))
+    for lead in (first, second):
+        s.svc.qualify_lead(lead_id=lead["id"])
+    a = s.svc.convert_lead(lead_id=first["id"])
+    b = s.svc.convert_lead(lead_id=second["id"])
+    assert a["company_existed"] is False and b["company_existed"] is True
+    assert b["company_id"] == a["company_id"]
+    assert s.contacts.get_company(company_id=a["company_id"])["domain"] == site
+    assert s.contacts.get_contact(contact_id=b["contact_id"])["company_id"] == a["company_id"]
+    third = s.svc.capture_lead(**web_lead(company_name="Schmidt Holding"))["lead"]
+    s.svc.qualify_lead(lead_id=third["id"])
+    with pytest.raises(NotFound):
+        s.svc.convert_lead(lead_id=third["id"], company_id="cmp_missing")
+    assert s.svc.get_lead(lead_id=third["id"])["status"] == "qualified"   # nothing half done
+    c = s.svc.convert_lead(lead_id=third["id"], company_id=a["company_id"], create_deal=True)
+    assert (c["company_id"], c["company_existed"]) == (a["company_id"], True)
+    assert s.svc.get_deal(deal_id=c["deal_id"])["company_id"] == a["company_id"]
+
+
 # -- deals -----------------------------------------------------------------------------------------
 
 def new_contact(s, name="Deal"):

@@ -178,6 +178,11 @@ def dedup_keys(contact: dict[str, Any]) -> list[str]:
     return keys
 
 
+def company_keys(company_domain: str | None) -> list[str]:
+    """The unique keys a company holds: its web domain (already normalized), if any."""
+    return [f"domain:{company_domain}"] if company_domain else []
+
+
 def describe_key(key: str) -> str:
     kind, _, value = key.partition(":")
     return f"{'email' if kind == 'email' else 'phone'} {value}"

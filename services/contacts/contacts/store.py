@@ -12,7 +12,9 @@ Collections:
   repaired by the relay timer), and every hit is checked against the contact.
 * ``contact_keys`` dedup claims: ``_id`` is the unique key (``email:sara@example.com``,
   ``phone:+98912...``), ``contact_id`` the holder, ``claimed_at``.
-* ``companies``  ``cmp_<ULID>``.
+* ``companies``  ``cmp_<ULID>``; one with a domain holds it (``dedup_keys``).
+* ``company_keys`` the companies' claims: ``_id`` ``domain:example.com``, ``company_id``
+  the holder (one company per web domain; names are not unique).
 * ``erased_contacts`` a tombstone per erased contact, written before the erasure (the
   timeline handler checks it after storing a fact: a fact racing an erasure is blanked).
 * ``timeline``   entries: manual interactions (``tle_<ULID>``) and the timeline facts
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 CONTACTS = "contacts"
 KEYS = "contact_keys"
 COMPANIES = "companies"
+COMPANY_KEYS = "company_keys"
 TIMELINE = "timeline"
 TERMS = "search_terms"
 ERASED = "erased_contacts"       # tombstones: {_id: contact_id}, written before the erasure itself
@@ -70,6 +73,8 @@ class ContactsStore:
         self.timeline = db[TIMELINE]
         self.terms = db[TERMS]
         self.claims = Claims(self.keys, self._holds, holder_field="contact_id", grace=domain.CLAIM_GRACE)
+        self.company_claims = Claims(db[COMPANY_KEYS], self._company_holds, holder_field="company_id",
+                                     grace=domain.CLAIM_GRACE)
 
     @classmethod
     def ensure_indexes(cls, db: Database) -> None:
@@ -88,6 +93,25 @@ class ContactsStore:
         cls(db).backfill_terms()
         cls(db).reindex_terms()
         cls(db).backfill_tombstones()
+        cls(db).backfill_company_domains()
+
+    def backfill_company_domains(self) -> int:
+        """Companies created before domains were unique claim theirs, oldest first (a
+        later duplicate keeps its record but not the domain): once per database."""
+        if self.db[MIGRATIONS].find_one({"_id": "company_domains"}):
+            return 0
+        n = 0
+        for doc in self.companies.find({"dedup_keys": {"$exists": False}}).sort("_id", ASCENDING):
+            keys = domain.company_keys(doc.get("domain"))
+            try:
+                self.company_claims.claim(keys, doc["_id"], clock.now())
+            except KeyHeld:
+                keys = []
+            self.companies.update_one({"_id": doc["_id"]}, {"$set": {"dedup_keys": keys}})
+            n += 1
+        self.db[MIGRATIONS].update_one({"_id": "company_domains"}, {"$set": {"at": clock.now(), "companies": n}},
+                                       upsert=True)
+        return n
 
     def backfill_tombstones(self) -> int:
         """Contacts erased before tombstones existed get theirs (once per database)."""
@@ -285,11 +309,23 @@ class ContactsStore:
     # ------------------------------------------------------------------ companies
 
     def insert_company(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Claim the company's domain (crm_common.claims), then insert it. A domain another
+        company holds is ALREADY_EXISTS naming that company (``existing_id``)."""
+        doc["dedup_keys"] = domain.company_keys(doc.get("domain"))
+        try:
+            self.company_claims.claim(doc["dedup_keys"], doc["_id"], doc["created_at"])
+        except KeyHeld as held:
+            raise AlreadyExists(f"domain {doc['domain']} already belongs to company {held.holder}",
+                                {"existing_id": held.holder, "field": "company.domain", "key": held.key}) from None
         try:
             self.companies.insert_one(doc)
         except DuplicateKeyError:  # replayed under its idempotency key: the first one stands
             return self.get_company(doc["_id"])
         return doc
+
+    def _company_holds(self, company_id: str, key: str) -> bool:
+        doc = self.companies.find_one({"_id": company_id}, {"dedup_keys": 1})
+        return doc is not None and key in (doc.get("dedup_keys") or [])
 
     def get_company(self, company_id: Any) -> dict[str, Any]:
         doc = self.companies.find_one({"_id": company_id}) if isinstance(company_id, str) else None

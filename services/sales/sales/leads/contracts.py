@@ -144,12 +144,15 @@ class DealDraft(Tolerant):
 
 class ConvertLead(Command):
     """Turns a qualified lead into a contact (or links the existing one with its email or
-    phone), a company (when it names one) and, with ``create_deal``, a deal. Safe to
-    retry: converting again returns the same ids."""
+    phone), a company (``company_id``, else the one with the lead's website as its domain,
+    else a new one when the lead names a company) and, with ``create_deal``, a deal. Safe
+    to retry: converting again returns the same ids."""
 
     lead_id: Id
     create_deal: bool = False
     deal: DealDraft | None = None
+    # an existing company to attach the contact (and deal) to, instead of the lead's own
+    company_id: Annotated[Id | None, BeforeValidator(_none_if_empty)] = None
 
 
 class TrackLeadActivity(Command):

@@ -307,12 +307,8 @@ class LeadEntrypoints:
         if req.create_deal:   # a bad deal draft is refused before anything is created
             pipeline = self.store.deals.pipeline(req.deal and req.deal.pipeline_id, "deal.pipeline_id")
             deal_rules.stage(pipeline, req.deal and req.deal.stage_id, "deal.stage_id")
-        if lead.get("company_name") and not progress.get("company_id"):
-            company = call(self.contacts_rpc, "create_company", company={"name": lead["company_name"],
-                                                                         "domain": lead.get("website") or "",
-                                                                         "tags": []},
-                           idempotency_key=f"lead-company:{lead['_id']}")
-            progress["company_id"] = company["id"]
+        if not progress.get("company_id") and (req.company_id or lead.get("company_name")):
+            progress["company_id"], progress["company_existed"] = self._company_of(lead, req.company_id)
             lead = self._record_progress(lead, progress)
         if not progress.get("contact_id"):
             progress["contact_id"], progress["contact_existed"] = self._contact_of(lead, progress.get("company_id"))
@@ -349,7 +345,8 @@ class LeadEntrypoints:
         done = lead.get("conversion") or {}
         return {"lead": lead_view(lead), "contact_id": done.get("contact_id") or "",
                 "company_id": done.get("company_id") or "", "deal_id": done.get("deal_id") or "",
-                "contact_existed": bool(done.get("contact_existed"))}
+                "contact_existed": bool(done.get("contact_existed")),
+                "company_existed": bool(done.get("company_existed"))}
 
     def _record_progress(self, lead: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
         """Keep what a conversion did so far on the lead (a retry resumes from it)."""
@@ -360,6 +357,23 @@ class LeadEntrypoints:
                 lead = self.store.leads.find(lead["_id"])
                 progress = {**(lead.get("conversion") or {}), **progress}
         raise VersionConflict("the lead is busy; retry the conversion", {"lead_id": lead["_id"]})
+
+    def _company_of(self, lead: dict[str, Any], company_id: str | None) -> tuple[str, bool]:
+        """The company a converted lead's contact works for: the one the caller names
+        (it must exist), else a new one in contacts, else (contacts says the lead's
+        website is another company's domain) that one."""
+        if company_id:
+            return call(self.contacts_rpc, "get_company", company_id=company_id)["id"], True
+        try:
+            company = call(self.contacts_rpc, "create_company",
+                           company={"name": lead["company_name"], "domain": lead.get("website") or "", "tags": []},
+                           idempotency_key=f"lead-company:{lead['_id']}")
+            return company["id"], False
+        except AlreadyExists as exists:
+            existing = exists.details.get("existing_id")
+            if not existing:
+                raise
+            return existing, True
 
     def _contact_of(self, lead: dict[str, Any], company_id: str | None) -> tuple[str, bool]:
         """The contact a converted lead becomes: the one it names, else a new one in
