@@ -25,4 +25,4 @@ def audit_handler(bridge: Bridge) -> grpc.GenericRpcHandler:
         return wire.fill(audit_pb2.ListAuditResponse(), result or {}).SerializeToString()
 
     return grpc.method_handlers_generic_handler(
-        SERVICE, {"ListAudit": bridge.handler("ListAudit", list_audit, "gateway", "list_audit")})
+        SERVICE, {"ListAudit": bridge.handler("ListAudit", list_audit)})

@@ -6,10 +6,12 @@ into kwargs (crm_gateway.wire), call the service with the caller's deadline as t
 AMQP timeout and the request id as the root of nameko's call-id stack, turn the
 service's dict into the response, map any error to its gRPC status (crm_gateway.errors,
 the one table). The service validates the arguments (its contract models); the
-gateway's own business is the edge: identity (crm_gateway.auth), the permission and
-rate limit of the caller (crm_common.access, crm_gateway.ratelimit), message size,
-deadline and request id. The principal travels on as an internal token
-(crm_common.access), which the service verifies and checks again.
+gateway's own business is the edge: identity (crm_gateway.auth), the rate limit of the
+caller (crm_gateway.ratelimit), message size, deadline and request id. The principal
+travels on as an internal token (crm_common.access); the service verifies it and decides
+the permission (PERMISSION_DENIED), as it does for every call it receives, and records a
+refusal in its own audit trail: one place decides who may do what, and a refused
+attempt through the gateway is in the trail like one that skipped it.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from crm_common import access
-from crm_common.errors import CrmError, InvalidArgument, ResourceExhausted
+from crm_common.errors import CrmError, InvalidArgument, PermissionDenied, ResourceExhausted
 from crm_common.registry import Registry, snake_case
 
 from . import metrics, wire
@@ -84,17 +86,15 @@ class Call:
 
 
 class Guard:
-    """The caller's side of the edge, in order: who (UNAUTHENTICATED), may they
-    (PERMISSION_DENIED), not too often (RESOURCE_EXHAUSTED); then their internal token."""
+    """The caller's side of the edge, in order: who (UNAUTHENTICATED), not too often
+    (RESOURCE_EXHAUSTED, refused attempts included); then their internal token. May they
+    is the service's question (it answers every call, also one that skips the gateway)."""
 
-    def __init__(self, auth: Authenticator, tokens: access.TokenCache, limiter: RateLimiter,
-                 policy: access.Policy | None = None):
+    def __init__(self, auth: Authenticator, tokens: access.TokenCache, limiter: RateLimiter):
         self.auth, self.tokens, self.limiter = auth, tokens, limiter
-        self.policy = policy or access.policy()
 
-    async def admit(self, context: grpc.aio.ServicerContext, service: str, method: str) -> tuple[access.Principal, str]:
+    async def admit(self, context: grpc.aio.ServicerContext) -> tuple[access.Principal, str]:
         principal = await self.auth.authenticate(context.invocation_metadata())
-        self.policy.authorize(principal, service, method)
         self.limiter.take(principal)
         return principal, self.tokens.token(principal)
 
@@ -127,9 +127,7 @@ class Bridge:
         handlers = []
         for grpc_service, backer in self.registry.grpc_backers().items():
             service = self.pool.FindServiceByName(grpc_service)
-            methods = {m.name: self.handler(m.name, self.forward(m, backer.name), backer.declared_name,
-                                            snake_case(m.name))
-                       for m in service.methods}
+            methods = {m.name: self.handler(m.name, self.forward(m, backer.name)) for m in service.methods}
             handlers.append(grpc.method_handlers_generic_handler(grpc_service, methods))
         return handlers
 
@@ -153,9 +151,8 @@ class Bridge:
         return work
 
     # -- what every call shares: request id, deadline, error mapping, access log -----------
-    def handler(self, method: str, work: Work, service: str, rpc_method: str) -> grpc.RpcMethodHandler:
-        """``method`` (the gRPC name) as a handler whose ``work`` reaches ``service.rpc_method``
-        (whose permission the caller needs)."""
+    def handler(self, method: str, work: Work) -> grpc.RpcMethodHandler:
+        """``method`` (the gRPC name) as a handler doing ``work`` for an admitted caller."""
         default_timeout, max_timeout, rpc, guard = self.default_timeout, self.max_timeout, self.rpc, self.guard
 
         async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -164,7 +161,7 @@ class Bridge:
             principal = None
             try:
                 try:
-                    principal, token = await guard.admit(context, service, rpc_method)
+                    principal, token = await guard.admit(context)
                 except CrmError as denied:
                     metrics.DENIED.labels(denied.code).inc()
                     raise
@@ -173,6 +170,8 @@ class Bridge:
                 response = await work(Call(rpc, call_id, timeout, token), raw)
             except Exception as exc:  # every failure leaves as a status from the one table
                 status = to_status(exc, call_id)
+                if isinstance(exc, PermissionDenied):   # the service refused (and recorded) it
+                    metrics.DENIED.labels(exc.code).inc()
                 ms = round((time.perf_counter() - t0) * 1000, 2)
                 fields = {"call_id": call_id, "grpc_method": method, "grpc_code": status.code.name,
                           "duration_ms": ms, "principal": principal.subject if principal else None}

@@ -29,4 +29,4 @@ def diagnostics_handler(bridge: Bridge) -> grpc.GenericRpcHandler:
         echoed = await call(request.service, "echo", {"payload": base64.b64encode(request.payload).decode("ascii")})
         return diagnostics_pb2.EchoReply(payload=base64.b64decode(echoed or "")).SerializeToString()
 
-    return grpc.method_handlers_generic_handler(SERVICE, {"Echo": bridge.handler("Echo", echo, "gateway", "echo")})
+    return grpc.method_handlers_generic_handler(SERVICE, {"Echo": bridge.handler("Echo", echo)})

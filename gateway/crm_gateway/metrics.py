@@ -4,8 +4,8 @@
 * ``grpc_server_handled_total{grpc_type,grpc_service,grpc_method,grpc_code}``
 * ``grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}`` (histogram)
 * ``crm_gateway_amqp_connected`` (gauge, 1 while the RPC client is connected)
-* ``crm_gateway_denied_total{reason}``: calls refused at the edge (no or bad credentials,
-  no permission, rate limited)
+* ``crm_gateway_denied_total{reason}``: calls refused to callers: at the edge (no or bad
+  credentials, rate limited) or by the service they reached (no permission)
 
 ``grpc_code`` values are spelled as Go's ``codes.Code.String()`` ("OK", "NotFound",
 "Unavailable"), as go-grpc-prometheus records them, so stock dashboards and alerts work.
@@ -30,8 +30,8 @@ HANDLING = Histogram("grpc_server_handling_seconds",
                      "Histogram of response latency (seconds) of gRPC that had been application-level "
                      "handled by the server.", ["grpc_type", "grpc_service", "grpc_method"],
                      buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-DENIED = Counter("crm_gateway_denied_total", "Calls the gateway refused before they reached a service, "
-                 "by reason (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED).", ["reason"])
+DENIED = Counter("crm_gateway_denied_total", "Calls refused to gateway callers, by reason: UNAUTHENTICATED and "
+                 "RESOURCE_EXHAUSTED at the gateway, PERMISSION_DENIED by the service reached.", ["reason"])
 for _reason in ("UNAUTHENTICATED", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED"):
     DENIED.labels(_reason)
 AMQP_CONNECTED = Gauge("crm_gateway_amqp_connected", "1 while the gateway's AMQP RPC client is connected.")

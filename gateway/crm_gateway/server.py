@@ -46,7 +46,7 @@ log = logging.getLogger("crm_gateway.server")
 def guard_from_settings() -> Guard:
     policy = access.policy()
     limiter = RateLimiter(policy, setting("GATEWAY_RATE_PER_SECOND"), setting("GATEWAY_RATE_BURST"))
-    return Guard(Authenticator.from_settings(), access.TokenCache(config.env("CRM_INTERNAL_SECRET")), limiter, policy)
+    return Guard(Authenticator.from_settings(), access.TokenCache(config.env("CRM_INTERNAL_SECRET")), limiter)
 
 
 def tls_credentials() -> grpc.ServerCredentials | None:

@@ -4,11 +4,13 @@ principal, and an erasure that leaves the entries but no personal data in them."
 from __future__ import annotations
 
 import json
+import urllib.request
 import uuid
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, json_format
+from prometheus_client.parser import text_string_to_metric_families
 
 from crm.v1 import audit_pb2, audit_pb2_grpc, contacts_pb2, contacts_pb2_grpc
 from crm_common import access
@@ -63,6 +65,27 @@ def test_reading_the_trail_needs_audit_read_and_names_a_service(channel, connect
     with pytest.raises(grpc.RpcError) as exc:
         audit_pb2_grpc.AuditStub(channel).ListAudit(audit_pb2.ListAuditRequest(service="nowhere"), timeout=10)
     assert exc.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "contacts" in exc.value.details()
+
+
+def test_a_call_refused_through_the_gateway_is_in_the_trail_of_the_service_it_was_for(stack, channel, connect):
+    marketer = contacts_pb2_grpc.ContactsServiceStub(connect("marketer", subject="mark-g"))
+    rid = f"refused-{uuid.uuid4().hex[:8]}"
+    counted = denied_count(stack)
+    with pytest.raises(grpc.RpcError) as exc:
+        marketer.EraseContact(contacts_pb2.EraseContactRequest(contact_id="con_someone"), timeout=10,
+                              metadata=(("x-request-id", rid),))
+    assert exc.value.code() is grpc.StatusCode.PERMISSION_DENIED and "contacts.erase" in exc.value.details()
+    entry = plain(trail(channel, principal="user:mark-g")[0])
+    assert (entry["operation"], entry["record_id"], entry["request_id"]) == ("denied", "contacts.erase_contact", rid)
+    assert entry["roles"] == ["marketer"] and entry["via"] == "gateway"
+    assert denied_count(stack) == counted + 1        # and counted, for the burst alert
+
+
+def denied_count(stack) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_ports['gateway']}/metrics", timeout=5) as r:
+        families = text_string_to_metric_families(r.read().decode())
+    return next(s.value for f in families if f.name == "crm_gateway_denied" for s in f.samples
+                if s.name == "crm_gateway_denied_total" and s.labels == {"reason": "PERMISSION_DENIED"})
 
 
 def test_a_refused_call_is_recorded(stack, channel):

@@ -43,7 +43,7 @@ def guard(per_second: float = 10_000, burst: float = 10_000, *, api_keys: Path |
     settings = JwtSettings(issuer=config.setting("gateway", "AUTH_ISSUER"),
                            audience=config.setting("gateway", "AUTH_AUDIENCE"))
     auth = Authenticator(KeySet(file=str(AUTH.jwks)), settings, ApiKeys(api_keys or AUTH.api_keys), policy)
-    return Guard(auth, access.TokenCache(AUTH.secret), RateLimiter(policy, per_second, burst), policy)
+    return Guard(auth, access.TokenCache(AUTH.secret), RateLimiter(policy, per_second, burst))
 
 
 def channel(addr: str, *roles: str, **kw) -> grpc.Channel:
