@@ -462,6 +462,9 @@ def test_a_domain_belongs_to_one_company(env):
     assert exc.value.details["existing_id"] == first["id"] and exc.value.details["field"] == "company.domain"
     assert env.db.companies.count_documents({"name": "Chai Company"}) == 0
     assert env.api.create_company(company={"name": "Chai Co"})["id"] != first["id"]   # names are not unique
+    entry = env.db.audit.find_one({"record_id": first["id"]})
+    assert (entry["operation"], entry["record_type"], entry["after"]["domain"]) == ("create", "company", "one-chai.example")
+    assert not env.db.companies.find_one({"_id": first["id"]}).get(ev.OUTBOX_COUNT)   # the entry left the outbox
     # a claim left by a create that crashed before its insert is taken over once stale
     env.db.company_keys.insert_one({"_id": "domain:ghost.example", "company_id": "cmp_GHOST",
                                     "claimed_at": clock.now() - timedelta(hours=1)})

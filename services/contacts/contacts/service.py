@@ -28,7 +28,7 @@ from crm_common.timeline import TimelineFact
 from . import contracts as C
 from . import domain, search
 from .events import ConsentChanged, ContactCreated, ContactErased, ContactUpdated
-from .store import CONTACTS, TERMS_STAGED, ContactsStore
+from .store import COMPANIES, CONTACTS, TERMS_STAGED, ContactsStore
 from .views import company_view, contact_view, entry_view
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class _Unsubscribed(contracts.Tolerant):
 
 class ContactsService(CrmService):
     name = "contacts"
-    OUTBOX_COLLECTIONS = (CONTACTS,)
+    OUTBOX_COLLECTIONS = (CONTACTS, COMPANIES)
 
     store = MongoStore(ContactsStore)
 
@@ -278,7 +278,13 @@ class ContactsService(CrmService):
         company = req.company
         doc = {"_id": new_id("cmp"), "name": company.name, "domain": company.domain, "tags": list(company.tags or []),
                "created_at": now, "updated_at": now, "version": 1}
-        return company_view(self.store.insert_company(doc))
+        view = company_view(doc)
+        staged = self.outbox.audit("company", doc["_id"], "create", {}, view)
+        stored = self.store.insert_company(doc, staged)
+        if stored is not doc:   # the same create, replayed under its idempotency key
+            return company_view(stored)
+        self.outbox.publish(self.store.companies, doc["_id"], staged)
+        return view
 
     @rpc(C.GetCompany)
     def get_company(self, req: C.GetCompany):

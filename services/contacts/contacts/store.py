@@ -85,6 +85,7 @@ class ContactsStore:
         db[CONTACTS].create_index("owner", name="owner")
         db[CONTACTS].create_index("tags", name="tags")
         db[CONTACTS].create_index(ev.OUTBOX_COUNT, name="outbox_pending")
+        db[COMPANIES].create_index(ev.OUTBOX_COUNT, name="outbox_pending")
         db[CONTACTS].create_index(f"{TERMS_STAGED}_n", name="terms_pending")
         db[TERMS].create_index("term", name="term")      # a contact's own terms: an _id range
         db[KEYS].create_index("contact_id", name="contact_id")
@@ -308,9 +309,10 @@ class ContactsStore:
 
     # ------------------------------------------------------------------ companies
 
-    def insert_company(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """Claim the company's domain (crm_common.claims), then insert it. A domain another
-        company holds is ALREADY_EXISTS naming that company (``existing_id``)."""
+    def insert_company(self, doc: dict[str, Any], staged: list[dict[str, Any]]) -> dict[str, Any]:
+        """Claim the company's domain (crm_common.claims), then insert it with its staged
+        audit entry; returns ``doc``, or the stored company when this is a replay. A domain
+        another company holds is ALREADY_EXISTS naming that company (``existing_id``)."""
         doc["dedup_keys"] = domain.company_keys(doc.get("domain"))
         try:
             self.company_claims.claim(doc["dedup_keys"], doc["_id"], doc["created_at"])
@@ -318,7 +320,7 @@ class ContactsStore:
             raise AlreadyExists(f"domain {doc['domain']} already belongs to company {held.holder}",
                                 {"existing_id": held.holder, "field": "company.domain", "key": held.key}) from None
         try:
-            self.companies.insert_one(doc)
+            self.companies.insert_one(ev.stage_on_insert(dict(doc), staged))
         except DuplicateKeyError:  # replayed under its idempotency key: the first one stands
             return self.get_company(doc["_id"])
         return doc
