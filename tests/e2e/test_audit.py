@@ -67,6 +67,19 @@ def test_reading_the_trail_needs_audit_read_and_names_a_service(channel, connect
     assert exc.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "contacts" in exc.value.details()
 
 
+def test_a_logged_interaction_names_who_logged_it_and_the_request(channel, connect):
+    contact = new_contact(contacts_pb2_grpc.ContactsServiceStub(channel))
+    agent = contacts_pb2_grpc.ContactsServiceStub(connect("support_agent", subject="lena-t"))
+    rid = f"call-{uuid.uuid4().hex[:8]}"
+    entry = agent.LogInteraction(contacts_pb2.LogInteractionRequest(
+        contact_id=contact.id, channel="phone", direction="inbound", summary="asked about delivery"),
+        timeout=10, metadata=(("x-request-id", rid),))
+    assert (entry.logged_by, entry.request_id) == ("user:lena-t", rid)
+    listed = contacts_pb2_grpc.ContactsServiceStub(channel).ListTimeline(
+        contacts_pb2.ListTimelineRequest(contact_id=contact.id), timeout=10).entries
+    assert [(e.logged_by, e.request_id) for e in listed if e.id == entry.id] == [("user:lena-t", rid)]
+
+
 def test_a_call_refused_through_the_gateway_is_in_the_trail_of_the_service_it_was_for(stack, channel, connect):
     marketer = contacts_pb2_grpc.ContactsServiceStub(connect("marketer", subject="mark-g"))
     rid = f"refused-{uuid.uuid4().hex[:8]}"

@@ -296,7 +296,10 @@ class ContactsService(CrmService):
     def log_interaction(self, req: C.LogInteraction):
         doc = self.store.get_live_doc(req.contact_id, self._scope())
         entry = domain.interaction_entry(req, clock.now())
-        return entry_view(self.store.add_entry({"contact_id": doc["_id"], **entry}))
+        who = self.outbox.principal     # an entry is its own audit record: who logged it, in which request
+        return entry_view(self.store.add_entry({"contact_id": doc["_id"], **entry,
+                                                "logged_by": who.subject if who else "",
+                                                "request_id": self.outbox.correlation_id or ""}))
 
     @rpc(C.ListTimeline)
     def list_timeline(self, req: C.ListTimeline):

@@ -41,4 +41,5 @@ def entry_view(doc: dict[str, Any]) -> dict[str, Any]:
     return {"id": doc["_id"], "contact_id": doc["contact_id"], "kind": doc["kind"], "channel": doc["channel"],
             "direction": doc["direction"], "summary": doc["summary"],
             "occurred_at": clock.to_iso(doc["occurred_at"]), "source": doc["source"],
-            "reference": doc.get("reference"), "data": doc.get("data") or {}}
+            "reference": doc.get("reference"), "data": doc.get("data") or {},
+            "logged_by": doc.get("logged_by") or "", "request_id": doc.get("request_id") or ""}
