@@ -162,9 +162,13 @@ def access_section(reg) -> list[str]:
                            if pool.FindServiceByName(g).methods_by_name.get(grpc_name)), "internal only")
             out.append(f"| `{svc.name}.{method}` | {public} | `{permission}` |")
     for method, permission in policy.base.items():
-        out.append(f"| `<every service>.{method}` | {'`Diagnostics/Echo`' if method == 'echo' else ''} | "
-                   f"`{permission}` |")
+        out.append(f"| `<every service>.{method}` | {GATEWAY_OWNED.get(method, '')} | `{permission}` |")
     return out
+
+
+#: The RPCs every service has that a gateway-owned public RPC reaches.
+GATEWAY_OWNED = {"echo": "`Diagnostics/Echo`", "list_audit": "`Audit/ListAudit`",
+                 "export_contact": "`Privacy/ExportContactData`"}
 
 
 def render(path: Path, body: list[str]) -> str:

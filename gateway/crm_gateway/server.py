@@ -38,6 +38,7 @@ from .audit_trail import SERVICE as AUDIT, audit_handler
 from .auth import Authenticator
 from .bridge import Bridge, Guard, load_api
 from .diagnostics import SERVICE as DIAGNOSTICS, diagnostics_handler
+from .privacy import SERVICE as PRIVACY, privacy_handler
 from .ratelimit import RateLimiter
 
 log = logging.getLogger("crm_gateway.server")
@@ -77,14 +78,14 @@ class Gateway:
                                  on_state_change=self._on_broker_state)
         self.bridge = Bridge(self.rpc, self.registry, guard or guard_from_settings(), default_timeout=default_timeout,
                              max_timeout=max_timeout, max_reply_bytes=max_message_bytes)
-        self.service_names = (*self.bridge.routed_services(), DIAGNOSTICS, AUDIT)
+        self.service_names = (*self.bridge.routed_services(), DIAGNOSTICS, AUDIT, PRIVACY)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[metrics.MetricsInterceptor()],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", max_message_bytes),
                      ("grpc.max_send_message_length", max_message_bytes)])
         self.server.add_generic_rpc_handlers([*self.bridge.generic_handlers(), diagnostics_handler(self.bridge),
-                                              audit_handler(self.bridge)])
+                                              audit_handler(self.bridge), privacy_handler(self.bridge)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             self.service_names + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

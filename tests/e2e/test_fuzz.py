@@ -21,6 +21,7 @@ from crm_common import registry
 from crm_gateway.bridge import load_api
 from crm_gateway.audit_trail import SERVICE as AUDIT
 from crm_gateway.diagnostics import SERVICE as DIAGNOSTICS
+from crm_gateway.privacy import SERVICE as PRIVACY
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +29,7 @@ load_api()
 POOL = descriptor_pool.Default()
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 SEED = os.environ.get("FUZZ_SEED", "")   # empty: the same examples every run (the suite's)
-METHODS = [m for name in [*registry.load().grpc_routes(), DIAGNOSTICS, AUDIT]
+METHODS = [m for name in [*registry.load().grpc_routes(), DIAGNOSTICS, AUDIT, PRIVACY]
            for m in POOL.FindServiceByName(name).methods]
 BROKEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 

@@ -82,3 +82,13 @@ def test_outbox_staging_keeps_events_with_the_state_change():
     assert update["$set"][f"{events.OUTBOX}.{e2['event_id']}"] == e2
     assert update["$set"]["x"] == 1 and update["$inc"] == {"version": 1, events.OUTBOX_COUNT: 1}
 
+
+
+def test_an_export_is_portable_json_without_the_storage_bookkeeping():
+    from bson import ObjectId
+    from crm_common.privacy import portable
+    stored = {"_id": "con_1", "given_name": "Sara", "_outbox": {"e1": {}}, "_outbox_n": 1,
+              "created_at": datetime(2026, 12, 2, 10, 0, tzinfo=timezone.utc), "raw": b"\x00\x01",
+              "lines": [{"_seq": 1, "sku": "A", "oid": ObjectId("0123456789abcdef01234567")}]}
+    assert portable(stored) == {"id": "con_1", "given_name": "Sara", "created_at": "2026-12-02T10:00:00.000Z",
+                                "raw": "AAE=", "lines": [{"sku": "A", "oid": "0123456789abcdef01234567"}]}

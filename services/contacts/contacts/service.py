@@ -28,7 +28,7 @@ from crm_common.timeline import TimelineFact
 from . import contracts as C
 from . import domain, search
 from .events import ConsentChanged, ContactCreated, ContactErased, ContactUpdated
-from .store import COMPANIES, CONTACTS, TERMS_STAGED, ContactsStore
+from .store import COMPANIES, CONTACTS, TERMS_STAGED, TIMELINE, ContactsStore
 from .views import company_view, contact_view, entry_view
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class _Unsubscribed(contracts.Tolerant):
 class ContactsService(CrmService):
     name = "contacts"
     OUTBOX_COLLECTIONS = (CONTACTS, COMPANIES)
+    PERSONAL_DATA = {"contact": (CONTACTS, "_id"), "timeline": (TIMELINE, "contact_id")}
 
     store = MongoStore(ContactsStore)
 

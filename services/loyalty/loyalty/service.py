@@ -60,6 +60,7 @@ def _parse_at(value: Any, fallback: Any):
 class LoyaltyService(CrmService):
     name = "loyalty"
     OUTBOX_COLLECTIONS = (MEMBERS, LEDGER)
+    PERSONAL_DATA = {"member": (MEMBERS, "_id"), "ledger": (LEDGER, "contact_id"), "profile": ("profiles", "_id")}
     store = MongoStore(LoyaltyStore)
     locks = KeyLocks()
 

@@ -17,10 +17,10 @@ from crm_common.nameko.mongo import MongoStore
 from .audience.entrypoints import AudienceEntrypoints
 from .audience.store import AUDIENCE
 from .campaigns.entrypoints import CampaignEntrypoints
-from .campaigns.store import CAMPAIGNS, MESSAGES
+from .campaigns.store import CAMPAIGNS, MESSAGES, SENDS
 from .engagement.entrypoints import EngagementEntrypoints
 from .segments.entrypoints import SegmentEntrypoints
-from .segments.store import SEGMENTS
+from .segments.store import LISTS, SEGMENTS
 from .store import MarketingStore
 
 
@@ -28,6 +28,8 @@ class MarketingService(AudienceEntrypoints, SegmentEntrypoints, CampaignEntrypoi
                        CrmService):
     name = "marketing"
     OUTBOX_COLLECTIONS = (AUDIENCE, SEGMENTS, CAMPAIGNS, MESSAGES)
+    PERSONAL_DATA = {"audience_profile": (AUDIENCE, "_id"), "messages": (MESSAGES, "contact_id"),
+                     "recent_sends": (SENDS, "_id"), "static_lists": (LISTS, "contact_id")}
     store = MongoStore(MarketingStore)
 
     def before_relay(self):

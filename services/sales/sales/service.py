@@ -31,7 +31,7 @@ from .leads.service import LeadEntrypoints
 from .marketing_facts import MarketingFacts
 from .orders.service import OrderEntrypoints
 from .ownership import Ownership
-from .store import OUTBOX_COLLECTIONS, SalesStore
+from .store import OUTBOX_COLLECTIONS, PERSONAL_DATA, SalesStore
 from .team.service import TeamEntrypoints
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class SalesService(TeamEntrypoints, LeadEntrypoints, DealEntrypoints, ActivityEn
                    ContactReferences, Ownership, MarketingFacts, CrmService):
     name = "sales"
     OUTBOX_COLLECTIONS = OUTBOX_COLLECTIONS
+    PERSONAL_DATA = PERSONAL_DATA
     store = MongoStore(SalesStore)
     contacts_rpc = remote("contacts")
 

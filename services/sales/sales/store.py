@@ -6,13 +6,18 @@ from pymongo.database import Database
 
 from .activities.store import ACTIVITIES, ActivityStore
 from .deals.store import DEALS, PIPELINES, DealStore
-from .known_contacts import KnownContacts
+from .known_contacts import KNOWN, POINTS, KnownContacts
 from .leads.store import LEADS, SETTINGS, LeadStore
 from .orders.store import ORDERS, SUMMARIES, OrderStore
 from .team.store import REPS, TERRITORIES, TeamStore
 
 #: The collections whose documents stage events or audit entries (the relay's round).
 OUTBOX_COLLECTIONS = (LEADS, DEALS, ACTIVITIES, ORDERS, SUMMARIES, REPS, TERRITORIES, PIPELINES, SETTINGS)
+#: What sales holds about a contact (crm_common.privacy). Leads count once linked to the
+#: contact (converted, or captured with an email or phone the contact has).
+PERSONAL_DATA = {"leads": (LEADS, "contact_id"), "deals": (DEALS, "contact_id"), "orders": (ORDERS, "contact_id"),
+                 "purchase_summary": (SUMMARIES, "_id"), "activities": (ACTIVITIES, "contact_id"),
+                 "contact_copy": (KNOWN, "_id"), "contact_points": (POINTS, "contact_id")}
 
 
 class SalesStore:

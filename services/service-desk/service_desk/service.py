@@ -22,6 +22,7 @@ from crm_common.nameko.mongo import MongoStore
 from . import metrics
 from .bot.entrypoints import BotEntrypoints
 from .bot.store import CONVERSATIONS
+from .customers import CUSTOMERS
 from .handlers import ReadModelHandlers
 from .kb.entrypoints import KbEntrypoints
 from .kb.store import ARTICLES
@@ -32,7 +33,7 @@ from .sla.store import CONFIG
 from .store import ServiceDeskStore
 from .tickets.domain import ACTIVE, PRIORITIES
 from .tickets.entrypoints import TicketEntrypoints
-from .tickets.store import TICKETS
+from .tickets.store import MESSAGES, TICKETS
 
 GAUGE_INTERVAL_SECONDS = 30
 
@@ -41,6 +42,8 @@ class ServiceDeskService(TicketEntrypoints, SlaEntrypoints, KbEntrypoints, BotEn
                          ReadModelHandlers, CrmService):
     name = "service-desk"
     OUTBOX_COLLECTIONS = (TICKETS, ARTICLES, CONVERSATIONS, *CONFIG)
+    PERSONAL_DATA = {"tickets": (TICKETS, "contact_id"), "ticket_messages": (MESSAGES, "contact_id"),
+                     "bot_conversations": (CONVERSATIONS, "contact_id"), "customer": (CUSTOMERS, "_id")}
     store = MongoStore(ServiceDeskStore)
 
     def settings(self) -> Settings:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from nameko.dependency_providers import Config
 from nameko.timer import timer
 
-from .. import audit, contracts, metrics, paging
+from .. import audit, contracts, metrics, paging, privacy
 from ..errors import CrmError, InvalidArgument
 from . import idempotency
 from .entrypoints import CrmRpc
@@ -104,6 +104,9 @@ class CrmService:
 
     name: str
     OUTBOX_COLLECTIONS: tuple[str, ...] = ()
+    #: What the service holds about a contact, for a data subject's export
+    #: (crm_common.privacy): label -> (collection, the field holding the contact id).
+    PERSONAL_DATA: dict[str, tuple[str, str]] = {}
 
     config = Config()
     caller = Caller()
@@ -140,6 +143,11 @@ class CrmService:
         docs = audit.page(self.store.db, req, cursor and cursor["id"], access.owner_filter() if access else {})
         page, token = paging.page(docs, req.size, lambda d: {"id": d["_id"]})
         return {"entries": [audit.view(d) for d in page], "next_page_token": token}
+
+    @rpc(privacy.ExportContact)
+    def export_contact(self, req: privacy.ExportContact):
+        """Everything this service holds about the contact (crm_common.privacy)."""
+        return {"service": self.name, "records": privacy.export(self.store.db, req.contact_id, self.PERSONAL_DATA)}
 
     @rpc
     def replay_parked_events(self, limit=100):

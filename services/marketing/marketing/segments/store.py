@@ -54,6 +54,7 @@ class SegmentStore:
         db[SEGMENTS].create_index("time_relative")
         db[SEGMENTS].create_index(ev.OUTBOX_COUNT)
         db[LISTS].create_index("segment_id")
+        db[LISTS].create_index("contact_id")          # a data subject's export
 
     def rev(self) -> int:
         doc = self.meta.find_one({"_id": REV}, {"rev": 1})
