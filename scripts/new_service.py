@@ -213,6 +213,7 @@ from .views import note_view
 class {camel}Service(CrmService):
     name = "{name}"
     OUTBOX_COLLECTIONS = (NOTES,)
+    PERSONAL_DATA = {{"notes": (NOTES, "contact_id")}}   # a data subject's export (crm_common.privacy)
     store = MongoStore({camel}Store)
 
     @rpc(C.CreateNote)
