@@ -134,6 +134,10 @@ def test_explicit_enroll_is_idempotent(loyalty):
     [ev] = events_of(cid, "member_enrolled")
     assert ev["data"] == {"contact_id": cid, "member_id": first["member_id"], "tier": "bronze",
                           "enrolled_at": first["enrolled_at"]}
+    [entry] = db.audit.find({"record_id": cid})     # the enrolment is audited, once
+    assert (entry["operation"], entry["record_type"], entry["after"]["member_id"]) == ("enroll", "member",
+                                                                                     first["member_id"])
+    assert entry["principal"] and entry["contact_id"] == cid
 
 
 def test_unknown_member_and_bad_arguments(loyalty):

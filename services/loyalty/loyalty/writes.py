@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from crm_common import clock
+from crm_common import audit, clock
 from crm_common.errors import CrmError, VersionConflict
 from crm_common.ids import derived_id
 
@@ -74,6 +74,19 @@ class MemberWrites:
             contact_id=contact_id, entry=entry_view(entry), balance=entry["balance_after"]),
             event_id=derived_id("evt", entry["_id"])) for entry in change.entries}
         return member_events, entry_events
+
+    def _enrolment_audit(self, contact_id: str, change: domain.Change, applied) -> list[dict[str, Any]]:
+        """The audit entry of an enrolment, by the request that enrolled (points changes
+        are audited in the ledger itself: each entry names who asked)."""
+        enroller = next((q for q, c in applied if c.enrolled), None)
+        if enroller is None:
+            return []
+        st = change.state
+        return [audit.envelope(source=self.outbox.source, record_type="member", record_id=contact_id,
+                               operation="enroll", principal=enroller.principal, before={},
+                               after={"member_id": st.member_id, "tier": st.tier,
+                                      "enrolled_at": clock.to_iso(st.enrolled_at)},
+                               correlation_id=enroller.request_id, contact_id=contact_id)]
 
     def apply(self, contact_id: str, op: Op) -> Written:
         """Apply ``op`` (pure: the member -> a domain Change; a typed error is the answer;
@@ -136,6 +149,7 @@ class MemberWrites:
         at, forget = time.monotonic(), self.locks.take_carried(contact_id)
         combined = domain.combine([c for _, c in applied])
         member_events, entry_events = self._events(contact_id, combined, (before.version if before else 0) + 1)
+        member_events += self._enrolment_audit(contact_id, combined, applied)
         try:
             after = self.store.write(contact_id, before, combined, member_events, entry_events, clock.now(),
                                      forget=forget)
