@@ -55,8 +55,9 @@ Personal data (the read model of contacts)
 ------------------------------------------
 ``profiles``: display name, contact version and last loyalty consent of every contact we
 heard of, member or not. Erasure inserts a tombstone into ``erased_contacts`` (atomic)
-and then scrubs the profile and the member's copy; every other profile write checks the
-tombstone afterwards, so a racing update cannot resurrect an erased name.
+and then scrubs the profile and the member's copy (``erased: true``); a copy of the
+contact's name is written guarded by that flag, a consent decision checks the tombstone
+afterwards, so a racing update cannot resurrect an erased name.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from crm_common import clock
+from crm_common import clock, updates
 from crm_common import events as ev
 from crm_common.errors import VersionConflict
 
@@ -323,16 +324,23 @@ class LoyaltyStore:
         return self.profiles.find_one({"_id": contact_id})
 
     def save_contact(self, contact: dict[str, Any]) -> None:
-        """From contact_created / contact_updated: keep display_name, newest contact version wins."""
+        """From contact_created / contact_updated: keep display_name, newest contact version
+        wins. One guarded upsert of the profile (no read, no tombstone check: an erasure
+        scrubs the profile after its tombstone, so this write comes before the scrub or is
+        refused by ``erased``), then the member's copy if there is a member, guarded alike."""
         contact_id, version = contact["id"], contact.get("version")
-        current = self.profile(contact_id)
-        if (current is not None and isinstance(version, int)
-                and isinstance(current.get("contact_version"), int) and current["contact_version"] >= version):
-            return
-        fields: dict[str, Any] = {"display_name": contact.get("display_name"), "updated_at": clock.now()}
+        now = clock.now()
+        fields: dict[str, Any] = {"display_name": contact.get("display_name"), "updated_at": now}
+        guard: dict[str, Any] = {"erased": {"$ne": True}}
         if isinstance(version, int):
             fields["contact_version"] = version
-        self._write_profile(contact_id, fields)
+            guard.update(updates.older_than("contact_version", version))
+        if updates.upsert_unless(self.profiles, contact_id, guard,
+                                 {"$set": fields, "$setOnInsert": {"created_at": now}}) is None:
+            return   # a newer version, or the erasure, is stored already
+        # (none yet: enrolling copies the profile, and looks again after its insert)
+        self.members.update_one({"_id": contact_id, "erased": {"$ne": True}},
+                                {"$set": {"display_name": fields["display_name"]}})
 
     def note_consent(self, contact_id: str, granted: bool, at: datetime, display_name: str | None) -> bool:
         """Record a loyalty consent decision; False if a newer decision is known already."""
