@@ -37,6 +37,33 @@ def find_pid(comm: str) -> int | None:
     return min(found) if found else None
 
 
+def listening_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` of this machine (from /proc/net/tcp{,6} and the
+    processes' sockets), None if none or not visible: with several FerretDBs or brokers on
+    the machine (a private stack beside a shared one), the one a URL names."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:   # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
 class CpuWindow:
     """``CpuWindow(pids)`` starts the window; ``stop()`` returns {name: % of one core}."""
 

@@ -20,6 +20,7 @@ import platform
 import subprocess
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,7 +31,7 @@ from crm_common import config, registry
 
 from . import (credentials, database, floors, load, marketing, paths, pipeline, procs, race, report, sales,
                service_desk)
-from .cpu import find_pid, settle
+from .cpu import find_pid, listening_pid, settle
 
 GROUPS = ("floor", "product", "race", "peer", "pipeline", "sales", "service_desk", "database", "marketing")
 PACED_SHARE = 0.7   # the sustainable pass runs at this share of the enrolment rate the first pass reached
@@ -68,7 +69,8 @@ class Target:
         os.environ[credentials.AUTH_DIR] = str(stack.run_dir / "auth")
         services = [s.name for s in registry.load().services]
         pids = {name: stack.running_pid(name) for name in ("gateway", *services)}
-        pids.update(rabbitmq=find_pid("beam.smp"), ferretdb=find_pid("ferretdb"))
+        pids.update(rabbitmq=server_pid(stack.amqp_uri, 5672, "beam.smp"),
+                    ferretdb=server_pid(stack.mongodb_url, 27017, "ferretdb"))
         databases = {s: f"{stack.database_prefix}{s}" if stack.database_prefix else config.database_name(s)
                      for s in services}
         return cls(stack.gateway_addr, stack.amqp_uri, {k: v for k, v in pids.items() if v},
@@ -82,6 +84,17 @@ class Target:
                 for coll in sorted(client[name].list_collection_names()):
                     sizes[f"{service}.{coll}"] = client[name][coll].estimated_document_count()
         return sizes
+
+
+def server_pid(url: str, default_port: int, comm: str) -> int | None:
+    """The process serving ``url`` when it runs here (the one listening on its port), else
+    the oldest ``comm``: the figures are of the broker and database this stack uses."""
+    parts = urllib.parse.urlsplit(url.split(",")[0])
+    if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        pid = listening_pid(parts.port or default_port)
+        if pid:
+            return pid
+    return find_pid(comm)
 
 
 def database_target() -> Target:

@@ -10,10 +10,16 @@ and writes less besides.
 
 Keys of the documents given here must be safe as path components (no ``.``, no leading
 ``$``); ids validated by crm_common.contracts.Id are.
+
+Also the one-command write of a read model's fact (:func:`upsert_unless`).
 """
 from __future__ import annotations
 
 from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
 
 _MISSING = object()
 
@@ -48,3 +54,28 @@ def update(before: dict[str, Any], after: dict[str, Any], **extra: dict[str, Any
     if unsets:
         out.setdefault("$unset", {}).update(unsets)
     return out
+
+
+def older_than(field: str, value: Any) -> dict[str, Any]:
+    """The filter of a document whose ``field`` is not ``value`` or later (a smaller
+    value, none, or one of another type): what a read model guards a newer fact's write with."""
+    return {field: {"$not": {"$gte": value}}}
+
+
+def upsert_unless(collection: Collection, doc_id: Any, guard: dict[str, Any],
+                  update: dict[str, Any]) -> dict[str, Any] | None:
+    """A read model's write of a fact in ONE command, no read before it: ``update`` the
+    document ``doc_id`` if it matches ``guard`` (the fact is newer than what it holds, it is
+    not erased, ...), or create it. Returns the document as it was before (``{}`` when it
+    was created; whole: FerretDB v1 has no projection in findAndModify), or None when the stored one fails ``guard`` (then
+    the upsert's insert finds the ``_id`` taken: a duplicate key, on MongoDB as on our
+    FerretDB build, whose writes of one document are atomic). Any writer that makes a
+    document fail a guard must write it as one update too (an erasure's scrub, a newer
+    version): racing with this one, it comes either before it (and this one does nothing)
+    or after it (and overwrites it)."""
+    try:
+        before = collection.find_one_and_update({"_id": doc_id, **guard}, update, upsert=True,
+                                                return_document=ReturnDocument.BEFORE)
+    except DuplicateKeyError:
+        return None
+    return before or {}

@@ -54,9 +54,12 @@ order). Remembered for the retention of lots (``Policy.retention``), then forgot
 Personal data (the read model of contacts)
 ------------------------------------------
 ``profiles``: display name, contact version and last loyalty consent of every contact we
-heard of, member or not. Erasure inserts a tombstone into ``erased_contacts`` (atomic)
-and then scrubs the profile and the member's copy; every other profile write checks the
-tombstone afterwards, so a racing update cannot resurrect an erased name.
+heard of, member or not (a member always has one: enrolling makes it first if missing,
+so a contact whose first profile write this is has no member to copy its name to).
+Erasure inserts a tombstone into ``erased_contacts`` (atomic)
+and then scrubs the profile and the member's copy (``erased: true``); a copy of the
+contact's name is written guarded by that flag, a consent decision checks the tombstone
+afterwards, so a racing update cannot resurrect an erased name.
 """
 from __future__ import annotations
 
@@ -68,7 +71,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from crm_common import clock
+from crm_common import clock, updates
 from crm_common import events as ev
 from crm_common.errors import VersionConflict
 
@@ -80,6 +83,7 @@ PENDING = "pending_ledger"            # entries staged with the write that appen
 PENDING_COUNT = f"{PENDING}_n"        # (crm_common.events.clear_staged's naming)
 STAGED_AT = "staged_at"
 REFUNDS = "refunded_orders"
+MIGRATIONS = "migrations"             # one document per data migration done
 
 
 @dataclass
@@ -129,6 +133,21 @@ class LoyaltyStore:
         db[LEDGER].create_index(ev.OUTBOX_COUNT)           # outbox relay of the entries' events
         db[REFUNDS].create_index("refunded_at")            # forgetting: {refunded_at: {$lt: cutoff}}
         cls(db).migrate_version_chains()
+        cls(db).backfill_member_profiles()
+
+    def backfill_member_profiles(self) -> int:
+        """Members enrolled before every member had a profile get an empty one, once per
+        database (save_contact copies a name to the member only where the profile existed
+        before its write). Harmless on several replicas at once."""
+        if self.db[MIGRATIONS].find_one({"_id": "member_profiles"}):
+            return 0
+        now, made = clock.now(), 0
+        for doc in self.members.find({}, {"_id": 1}):
+            made += self.profiles.update_one({"_id": doc["_id"]}, {"$setOnInsert": {"created_at": now}},
+                                             upsert=True).upserted_id is not None
+        self.db[MIGRATIONS].update_one({"_id": "member_profiles"}, {"$set": {"at": now, "profiles": made}},
+                                       upsert=True)
+        return made
 
     def migrate_version_chains(self) -> int:
         """Members stored by the earlier design (an append-only chain ``member_versions``
@@ -176,7 +195,10 @@ class LoyaltyStore:
         entries = {e["_id"]: {"entry": e, "events": entry_events.get(e["_id"], [])} for e in change.entries}
         due_at = domain.next_due(change.state, now)
         if before is None:
-            profile = self.profile(contact_id) or {}
+            profile = self.profile(contact_id)
+            if profile is None:   # first the profile: a member always has one (save_contact)
+                self.profiles.update_one({"_id": contact_id}, {"$setOnInsert": {"created_at": now}}, upsert=True)
+                profile = {}
             doc = {"_id": contact_id, **state, "version": 1, "due_at": due_at, "created_at": now, "updated_at": now,
                    "display_name": profile.get("display_name"), "erased": bool(profile.get("erased")),
                    PENDING: entries, PENDING_COUNT: len(entries), STAGED_AT: now}
@@ -323,16 +345,26 @@ class LoyaltyStore:
         return self.profiles.find_one({"_id": contact_id})
 
     def save_contact(self, contact: dict[str, Any]) -> None:
-        """From contact_created / contact_updated: keep display_name, newest contact version wins."""
+        """From contact_created / contact_updated: keep display_name, newest contact version
+        wins. One guarded upsert of the profile (no read, no tombstone check: an erasure
+        scrubs the profile after its tombstone, so this write comes before the scrub or is
+        refused by ``erased``), then the member's copy if there is a member, guarded alike."""
         contact_id, version = contact["id"], contact.get("version")
-        current = self.profile(contact_id)
-        if (current is not None and isinstance(version, int)
-                and isinstance(current.get("contact_version"), int) and current["contact_version"] >= version):
-            return
-        fields: dict[str, Any] = {"display_name": contact.get("display_name"), "updated_at": clock.now()}
+        now = clock.now()
+        fields: dict[str, Any] = {"display_name": contact.get("display_name"), "updated_at": now}
+        guard: dict[str, Any] = {"erased": {"$ne": True}}
         if isinstance(version, int):
             fields["contact_version"] = version
-        self._write_profile(contact_id, fields)
+            guard.update(updates.older_than("contact_version", version))
+        before = updates.upsert_unless(self.profiles, contact_id, guard,
+                                       {"$set": fields, "$setOnInsert": {"created_at": now}})
+        if not before:
+            # None: a newer version, or the erasure, is stored already. {}: this write made
+            # the profile, so there is no member yet (a member's profile exists before it:
+            # enrolling makes one if missing, then copies it and looks again after its insert)
+            return
+        self.members.update_one({"_id": contact_id, "erased": {"$ne": True}},
+                                {"$set": {"display_name": fields["display_name"]}})
 
     def note_consent(self, contact_id: str, granted: bool, at: datetime, display_name: str | None) -> bool:
         """Record a loyalty consent decision; False if a newer decision is known already."""

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
 
+from crm_common import updates
 from crm_common.errors import FailedPrecondition, NotFound
 from crm_common.nameko.remote import call
 
@@ -57,23 +57,17 @@ class KnownContacts:
         return None
 
     def save(self, contact: dict[str, Any], now: datetime) -> None:
-        """Keep the contact as of its newest version (an older event changes nothing)."""
+        """Keep the contact as of its newest version (an older event changes nothing): one
+        guarded upsert (crm_common.updates.upsert_unless), then its contact points."""
         contact_id, version = contact["id"], int(contact.get("version") or 0)
-        current = self.known.find_one({"_id": contact_id})
-        if current is not None and (current.get("erased") or current.get("contact_version", 0) >= version):
-            return
         keys = [] if contact.get("erased") else contact_keys(contact)
         fields = {"display_name": contact.get("display_name"), "keys": keys, "contact_version": version,
                   "erased": bool(contact.get("erased")), "updated_at": now}
-        if current is None:
-            try:
-                self.known.insert_one({"_id": contact_id, **fields})
-            except DuplicateKeyError:
-                return self.save(contact, now)   # a concurrent delivery stored it: compare again
-        elif not self.known.update_one({"_id": contact_id, "contact_version": current.get("contact_version", 0)},
-                                       {"$set": fields}).matched_count:
-            return self.save(contact, now)
-        self._sync_points(contact_id, (current or {}).get("keys") or [], keys)
+        before = updates.upsert_unless(self.known, contact_id,
+                                       {"erased": {"$ne": True}, **updates.older_than("contact_version", version)},
+                                       {"$set": fields})
+        if before is not None:
+            self._sync_points(contact_id, before.get("keys") or [], keys)
 
     def _sync_points(self, contact_id: str, old: list[str], new: list[str]) -> None:
         for key in set(old) - set(new):

@@ -21,7 +21,7 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from crm_common import clock
+from crm_common import clock, updates
 from crm_common.errors import VersionConflict
 from crm_common.retry import on_conflict
 
@@ -73,19 +73,20 @@ class CustomerStore:
 
     # -- facts from contacts -----------------------------------------------------------
     def save_contact(self, contact: dict[str, Any]) -> None:
+        """The contact's name if its version is newer: one guarded upsert (no read, no
+        tombstone check: an erasure scrubs after its tombstone, so this write comes before
+        the scrub or is refused by ``erased``); ``version`` moves as with every write, so
+        the read-then-write facts above still see a concurrent change."""
         contact_id, version = contact["id"], contact.get("version")
-
-        def fresher(doc):
-            if doc.get("erased"):
-                return None
-            if isinstance(version, int) and isinstance(doc.get("contact_version"), int) \
-                    and doc["contact_version"] >= version:
-                return None
-            return {"display_name": str(contact.get("display_name") or ""),
-                    **({"contact_version": version} if isinstance(version, int) else {})}
-        self._update(contact_id, fresher)
-        if self.is_erased(contact_id):   # write, then check: an erasure racing with us wins
-            self.scrub(contact_id)
+        now = clock.now()
+        fields: dict[str, Any] = {"display_name": str(contact.get("display_name") or ""), "updated_at": now}
+        guard: dict[str, Any] = {"erased": {"$ne": True}}
+        if isinstance(version, int):
+            fields["contact_version"] = version
+            guard.update(updates.older_than("contact_version", version))
+        updates.upsert_unless(self.customers, contact_id, guard, {
+            "$set": fields, "$inc": {"version": 1},
+            "$setOnInsert": {"tier": "", "segment": "none", "created_at": now}})
 
     # -- facts from loyalty --------------------------------------------------------------
     def save_tier(self, contact_id: str, tier: str, at: datetime) -> bool:

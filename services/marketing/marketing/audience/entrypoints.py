@@ -37,7 +37,7 @@ class AudienceEntrypoints(Area):
     service_desk_rpc = remote("service-desk", CALL_TIMEOUT_SECONDS)
 
     def _fact(self, cid: Any, change) -> None:
-        self.writes().apply(contact_id(cid), change)
+        self.writes().apply(contact_id(cid), change, recent_defs=True)
 
     # -- contacts ---------------------------------------------------------------------------
     @handles("contacts", "contact_created", idempotent=True)

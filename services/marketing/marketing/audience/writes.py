@@ -68,21 +68,26 @@ class AudienceWrites:
         return Context(now or clock.now(), self.settings.bands, self.settings.default_tz)
 
     def apply(self, contact_id: str, change: Change, *, create: bool = True, initial: bool = False,
-              only: set[str] | None = None) -> Written | None:
+              only: set[str] | None = None, recent_defs: bool = False) -> Written | None:
         """Apply ``change`` to the contact (``create``: also when marketing has not heard of
         it yet) and publish what it caused. ``initial``/``only``: a full evaluation filling
-        the segments ``only`` (its entries are flagged initial)."""
+        the segments ``only`` (its entries are flagged initial). ``recent_defs``: segment
+        definitions this process confirmed within the last second will do (a fact from an
+        event: what it writes is evaluated again if a segment moved meanwhile, and what it
+        does not write, a segment's full evaluation reads as it is); a fill or an RPC
+        changing memberships reads the revision first, as it may have just moved it."""
+        moved = not recent_defs
         for _ in range(ATTEMPTS):
             doc = self.audience.get(contact_id)
             if doc is None and not create:
                 return None
-            rev, defs = self.cache.current(self.segments)
+            rev, defs = self.cache.current(self.segments, fresh=moved)
             try:
                 written = self._once(contact_id, doc, change, defs, initial, only)
             except VersionConflict:
                 continue
-            if written.changed and self.segments.rev() != rev:
-                change = unchanged    # a segment moved meanwhile: evaluate this contact again
+            if written.changed and self.cache.confirm(self.segments, self.segments.rev()) != rev:
+                change, moved = unchanged, True   # a segment moved meanwhile: evaluate this contact again
                 continue
             return written
         raise VersionConflict(f"audience {contact_id}: too many concurrent changes, retry")
