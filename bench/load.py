@@ -7,9 +7,13 @@ request data in ghz's JSON form (a list is used round robin; ``{{.RequestNumber}
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -62,7 +66,7 @@ def _ghz(call: GrpcCall, in_flight: int, duration: float) -> tuple[dict, float, 
         data, out = os.path.join(tmp, "data.json"), os.path.join(tmp, "out.json")
         with open(data, "w") as f:
             json.dump(call.data, f)
-        cmd = [str(GHZ), "--insecure", *credentials.ghz_metadata(), "--proto", str(ROOT / "proto" / call.proto), "-i", str(ROOT / "proto"),
+        cmd = [str(GHZ), "--insecure", *credentials.ghz_metadata(), "--protoset", protoset(call.proto),
                "--call", call.method, "-D", data, "-c", str(in_flight), "-z", f"{duration}s",
                # requests still in flight when the time is up are neither successes nor errors
                "--duration-stop", "ignore", "-t", "10s", "--format", "json", "-o", out, call.addr]
@@ -77,6 +81,19 @@ def _ghz(call: GrpcCall, in_flight: int, duration: float) -> tuple[dict, float, 
         with open(out) as f:
             report = json.load(f)
     return parse_ghz(report), usage.ru_utime + usage.ru_stime, wall
+
+
+@functools.lru_cache(maxsize=None)
+def protoset(proto: str) -> str:
+    """``proto`` (under proto/) compiled by protoc into a descriptor set for ghz, whose own
+    .proto parser predates proto3 ``optional`` (service_desk.proto has one); made once per
+    run, removed at exit."""
+    out = tempfile.mkdtemp(prefix="bench-protoset-")
+    atexit.register(shutil.rmtree, out, True)
+    path = os.path.join(out, proto.replace("/", "_") + "set")
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT / "proto"), "--include_imports",
+                    f"--descriptor_set_out={path}", proto], cwd=ROOT, check=True)
+    return path
 
 
 def parse_ghz(report: dict) -> dict:

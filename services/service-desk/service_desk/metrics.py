@@ -8,6 +8,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from crm_common import clock
 
+from .bot.domain import OUTCOMES
+from .sla.clocks import TARGETS
+
 TICKETS = Gauge("crm_service_desk_tickets", "Active tickets (new, open, pending) by status and priority",
                 ["status", "priority"])
 BREACHED_ACTIVE = Gauge("crm_service_desk_tickets_breached", "Active tickets that have missed an SLA target")
@@ -25,6 +28,18 @@ BOT_REPLIES = Counter("crm_service_desk_bot_replies_total", "What the bot did wi
 CSAT = Counter("crm_service_desk_csat_total", "Satisfaction answers by score", ["score"])
 
 _KINDS = {"ticket_sla_warning": "warning", "ticket_sla_breached": "breach"}
+
+# Every series the dashboards and alerts read exists from the start, at 0: a breach alert
+# (increase over 15 m) then sees the first breach, and no panel waits for one to appear.
+for _target in TARGETS:
+    for _kind in _KINDS.values():
+        SLA_ALERTS.labels(_target, _kind)
+for _kind in _KINDS.values():
+    SLA_ALERT_LATENESS.labels(_kind)
+for _outcome in OUTCOMES:
+    BOT_REPLIES.labels(_outcome)
+for _score in range(1, 6):
+    CSAT.labels(str(_score))
 
 
 def observe_events(events: Iterable[Any], ticket: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from crm_common.text import fold
 
 ANSWERED, HANDOFF_UNSURE, HANDOFF_ASKED, HANDED_OFF = "answered", "handoff_unsure", "handoff_asked", "handed_off"
+OUTCOMES = (ANSWERED, HANDOFF_UNSURE, HANDOFF_ASKED, HANDED_OFF)
 MAX_TURNS = 100          # a conversation's transcript is bounded: then it is handed over
 SUBJECT_MAX = 120
 
