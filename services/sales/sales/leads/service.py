@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client import Counter
 
@@ -364,16 +364,10 @@ class LeadEntrypoints:
         website is another company's domain) that one."""
         if company_id:
             return call(self.contacts_rpc, "get_company", company_id=company_id)["id"], True
-        try:
-            company = call(self.contacts_rpc, "create_company",
-                           company={"name": lead["company_name"], "domain": lead.get("website") or "", "tags": []},
-                           idempotency_key=f"lead-company:{lead['_id']}")
-            return company["id"], False
-        except AlreadyExists as exists:
-            existing = exists.details.get("existing_id")
-            if not existing:
-                raise
-            return existing, True
+        return _created_or_existing(lambda: call(
+            self.contacts_rpc, "create_company",
+            company={"name": lead["company_name"], "domain": lead.get("website") or "", "tags": []},
+            idempotency_key=f"lead-company:{lead['_id']}"))
 
     def _contact_of(self, lead: dict[str, Any], company_id: str | None) -> tuple[str, bool]:
         """The contact a converted lead becomes: the one it names, else a new one in
@@ -386,15 +380,8 @@ class LeadEntrypoints:
                    "lifecycle_stage": "sales_qualified", "owner": lead.get("owner") or "",
                    "company_id": company_id or "",
                    "address": {"country": lead.get("country") or "", "region": lead.get("region") or ""}}
-        try:
-            created = call(self.contacts_rpc, "create_contact", contact=contact,
-                           idempotency_key=f"lead-contact:{lead['_id']}")
-            return created["id"], False
-        except AlreadyExists as exists:
-            existing = exists.details.get("existing_id")
-            if not existing:
-                raise
-            return existing, True
+        return _created_or_existing(lambda: call(self.contacts_rpc, "create_contact", contact=contact,
+                                                 idempotency_key=f"lead-contact:{lead['_id']}"))
 
     def _person(self, lead: dict[str, Any]) -> str:
         return " ".join(x for x in (lead.get("given_name"), lead.get("family_name")) if x) or lead["_id"]
@@ -506,3 +493,15 @@ class LeadEntrypoints:
             self.store.leads.claims.release(lead.get("dedup_keys") or [], lead["_id"])
             done += 1
         return done
+
+
+def _created_or_existing(create: Callable[[], dict[str, Any]]) -> tuple[str, bool]:
+    """(id, False) of what ``create`` made in contacts, or (id, True) of the record that
+    already holds its unique key (ALREADY_EXISTS names it: ``existing_id``)."""
+    try:
+        return create()["id"], False
+    except AlreadyExists as exists:
+        existing = exists.details.get("existing_id")
+        if not existing:
+            raise
+        return existing, True
